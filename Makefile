@@ -11,6 +11,8 @@ SUBMISSIONS ?= submissions
 GRADES ?= grades
 PYTEST_ARGS ?=
 LAB_ARGS ?=
+# Jupyter refuses to run as root unless told; containers and CI often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 NBGRADER_SERVER_EXTENSIONS := formgrader validate_assignment assignment_list course_list
 
 .PHONY: setup lab test grade release book lock clean
@@ -31,7 +33,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 lab: setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=course $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=course $(ROOT_FLAG) $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -9,34 +9,16 @@ cells in a fresh namespace instead of running the whole notebook.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
-from pathlib import Path
 
 import matplotlib
 import pytest
 
-from conftest import ROOT, solution_notebooks
+from conftest import solution_notebooks
+from harness import load_mutants, mutate
 from cvcourse import notebooks
 
 matplotlib.use("Agg")
-
-
-def load_mutants(notebook: Path) -> list[dict]:
-    path = ROOT / "tests" / "mutants" / f"{notebook.stem}.py"
-    if not path.exists():
-        return []
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.MUTANTS
-
-
-def mutate(source: str, mutant: dict) -> str:
-    for old, new in mutant["replace"]:
-        assert old in source, f"mutant {mutant['why']!r}: {old!r} is not in cell {mutant['cell']} any more"
-        source = source.replace(old, new)
-    return source
 
 
 def run_test_cell(nb, test_id: str, mutant: dict | None = None) -> BaseException | None:
@@ -59,7 +41,7 @@ def run_test_cell(nb, test_id: str, mutant: dict | None = None) -> BaseException
 
 NOTEBOOKS = {path.stem: notebooks.read(path) for path in solution_notebooks()}
 TEST_CELLS = [(name, notebooks.grade_id(c)) for name, nb in NOTEBOOKS.items() for c in notebooks.test_cells(nb)]
-MUTANTS = [(name, m) for name in NOTEBOOKS for m in load_mutants(ROOT / "solutions" / name / f"{name}.ipynb")]
+MUTANTS = [(name, m) for name in NOTEBOOKS for m in load_mutants(name)]
 
 
 @pytest.mark.parametrize(("name", "test_id"), TEST_CELLS, ids=[f"{n}:{t}" for n, t in TEST_CELLS])
@@ -77,6 +59,6 @@ def test_mutant_is_rejected(name, mutant):
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_every_test_cell_rejects_a_mutant(name):
-    covered = {m["test"] for m in load_mutants(ROOT / "solutions" / name / f"{name}.ipynb")}
+    covered = {m["test"] for m in load_mutants(name)}
     cells = {notebooks.grade_id(c) for c in notebooks.test_cells(NOTEBOOKS[name])}
     assert cells - covered == set(), f"{name}: no mutant in tests/mutants/ for {sorted(cells - covered)}"

@@ -405,11 +405,7 @@ def grade(submissions: Path, out: Path, options: GradeOptions | None = None, pro
     found = discover(submissions, known, out)
     gradable = [s for s in found if s.reason is None]
     template = _template_gradebook(root, out, sorted({s.assignment for s in gradable})) if gradable else None
-    rows = [
-        {"learner": s.learner, "notebook": s.assignment or s.path.name, "score": 0.0,
-         "max_score": max_points.get(s.assignment, 0.0), "reason": s.reason, "cells": {}}
-        for s in found if s.reason is not None
-    ]
+    rows = [_rejected_row(s, assignments, max_points) for s in found if s.reason is not None]
     tasks = [_prepare_task(root, out, s, template, options) for s in gradable]
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
         futures = {pool.submit(_run_in_subprocess, t, options): (t, time.perf_counter()) for t in tasks}
@@ -426,6 +422,15 @@ def grade(submissions: Path, out: Path, options: GradeOptions | None = None, pro
     rows.sort(key=lambda r: (r["learner"], r["notebook"]))
     _write_outputs(out, rows)
     return rows
+
+
+def _rejected_row(submission: Submission, assignments: list[str], max_points: dict[str, float]) -> dict:
+    """A zero row for a file that could not be graded, under the notebook its name suggests if any."""
+    stem = submission.path.stem
+    named = submission.assignment or next((a for a in assignments if stem.startswith(a)), None)
+    return {"learner": submission.learner, "notebook": named or submission.path.name, "score": 0.0,
+            "max_score": max_points.get(named, 0.0), "reason": f"{submission.path.name}: {submission.reason}",
+            "cells": {}}
 
 
 def _collect_feedback(task_dir: Path, out: Path, row: dict) -> None:

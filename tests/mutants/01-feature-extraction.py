@@ -1,0 +1,60 @@
+"""Mistakes learners make in 01-feature-extraction; each must be rejected by the named test cell."""
+
+MUTANTS = [
+    # conv_output_size
+    dict(cell="conv_output_size", test="test_conv_output_size", why="forgets the +1 (counts gaps, not positions)",
+         replace=[("// stride + 1", "// stride")]),
+    dict(cell="conv_output_size", test="test_conv_output_size", why="pads only one side",
+         replace=[("size + 2 * padding - kernel", "size + padding - kernel")]),
+    dict(cell="conv_output_size", test="test_conv_output_size", why="true division returns a float",
+         replace=[("(size + 2 * padding - kernel) // stride + 1", "(size + 2 * padding - kernel) / stride + 1")]),
+    dict(cell="conv_output_size", test="test_conv_output_size", why="rounds up instead of down",
+         replace=[("(size + 2 * padding - kernel) // stride + 1", "-(-(size + 2 * padding - kernel) // stride) + 1")]),
+    # im2col
+    dict(cell="im2col", test="test_im2col", why="stacks taps before channels (rows tap-major, not channel-major)",
+         replace=[("torch.stack(taps, dim=2)", "torch.stack(taps, dim=1)")]),
+    dict(cell="im2col", test="test_im2col", why="ignores the stride when slicing",
+         replace=[("u : u + sh * (H_out - 1) + 1 : sh, v : v + sw * (W_out - 1) + 1 : sw",
+                   "u : u + H_out, v : v + W_out")]),
+    dict(cell="im2col", test="test_im2col", why="swaps the F.pad order (pads height with the width padding)",
+         replace=[("F.pad(x, (pw, pw, ph, ph))", "F.pad(x, (ph, ph, pw, pw))")]),
+    dict(cell="im2col", test="test_im2col", why="swaps kernel rows and columns in the tap loop",
+         replace=[("for u in range(kh) for v in range(kw)]", "for v in range(kw) for u in range(kh)]")]),
+    # conv2d
+    dict(cell="conv2d", test="test_conv2d", why="forgets the bias",
+         replace=[("out = out + bias.reshape(1, C_out, 1)", "pass")]),
+    dict(cell="conv2d", test="test_conv2d", why="flips the kernel (true convolution, not cross-correlation)",
+         replace=[("weight.reshape(C_out, -1) @ cols", "weight.flip(-1, -2).reshape(C_out, -1) @ cols")]),
+    dict(cell="conv2d", test="test_conv2d", why="folds the columns back as (W_out, H_out)",
+         replace=[("out.reshape(B, C_out, H_out, W_out)", "out.reshape(B, C_out, W_out, H_out)")]),
+    dict(cell="conv2d", test="test_conv2d", why="ignores padding in the output size and the patches",
+         replace=[("im2col(x, (kh, kw), (sh, sw), (ph, pw))", "im2col(x, (kh, kw), (sh, sw), 0)"),
+                  ("conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)",
+                   "conv_output_size(H, kh, sh, 0), conv_output_size(W, kw, sw, 0)")]),
+    dict(cell="conv2d", test="test_conv2d", why="adds the bias along the last (position) axis",
+         replace=[("out = out + bias.reshape(1, C_out, 1)", "out = out + bias")]),
+    # ConvReluPool
+    dict(cell="ConvReluPool", test="test_ConvReluPool", why="forgets the padding, so the map shrinks before pooling",
+         replace=[("padding=self.kernel_size // 2", "padding=0")]),
+    dict(cell="ConvReluPool", test="test_ConvReluPool", why="stores the weight as a plain tensor, not a parameter",
+         replace=[("self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size)\n"
+                   "                                   * math.sqrt(2.0 / fan_in))",
+                   "self.weight = torch.randn(out_channels, in_channels, kernel_size, kernel_size) * math.sqrt(2.0 / fan_in)")]),
+    dict(cell="ConvReluPool", test="test_ConvReluPool", why="unit-variance initialisation instead of He scaling",
+         replace=[("* math.sqrt(2.0 / fan_in))", "* 1.0)")]),
+    dict(cell="ConvReluPool", test="test_ConvReluPool", why="forgets the ReLU",
+         replace=[("F.max_pool2d(torch.relu(y), 2)", "F.max_pool2d(y, 2)")]),
+    dict(cell="ConvReluPool", test="test_ConvReluPool", why="uses the fan-out in the He scale",
+         replace=[("fan_in = in_channels * kernel_size * kernel_size", "fan_in = out_channels * kernel_size * kernel_size")]),
+    # receptive_field
+    dict(cell="receptive_field", test="test_receptive_field", why="updates the jump before the receptive field",
+         replace=[("        rf += (kernel - 1) * jump  # k - 1 gaps between taps, each `jump` input pixels wide\n"
+                   "        jump *= stride",
+                   "        jump *= stride\n        rf += (kernel - 1) * jump")]),
+    dict(cell="receptive_field", test="test_receptive_field", why="adds kernel * jump (forgets the -1)",
+         replace=[("rf += (kernel - 1) * jump", "rf += kernel * jump")]),
+    dict(cell="receptive_field", test="test_receptive_field", why="spreads the kernel by the layer's own stride",
+         replace=[("rf += (kernel - 1) * jump", "rf += (kernel - 1) * stride")]),
+    dict(cell="receptive_field", test="test_receptive_field", why="multiplies receptive fields instead of adding",
+         replace=[("rf += (kernel - 1) * jump", "rf *= kernel")]),
+]
