@@ -47,7 +47,9 @@ grade: setup
 lock: setup
 	{ echo "# Exact versions installed by 'make setup' (pip install --no-deps -r requirements.lock)."; \
 	  echo "# Regenerate with 'make lock' after changing the ranges in pyproject.toml."; \
-	  $(BIN)/python -m pip freeze --exclude-editable; } > requirements.lock
+	  echo "# Left out on purpose: rfc3987-syntax (and its lark), an optional jsonschema format checker that"; \
+	  echo "# compiles a grammar at import and adds ~3 s to every process that imports nbformat."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^rfc3987-syntax==\|^lark=='; } > requirements.lock
 
 clean:
 	rm -rf $(VENV) .nbgrader .pytest_cache

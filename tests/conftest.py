@@ -17,6 +17,8 @@ NOTEBOOK_SECONDS_LIMIT = 60.0
 os.environ["CVCOURSE_PROFILE"] = "ci"
 os.environ.setdefault("CVCOURSE_CACHE", tempfile.mkdtemp(prefix="cvcourse-cache-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Two notebooks run side by side on two cores: one intra-op thread each avoids oversubscription.
+os.environ["OMP_NUM_THREADS"] = "1"
 
 _notebook_seconds: dict[str, float] = collections.defaultdict(float)
 

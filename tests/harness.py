@@ -42,7 +42,9 @@ def submission(name: str, mutant: dict | None = None, solved: bool = True) -> nb
         source = answers[notebooks.grade_id(cell)]
         if mutant is not None and mutant["cell"] == notebooks.grade_id(cell):
             source = mutate(source, mutant)
-        cell.source = source
+        # A learner's answer carries no solution markers.
+        cell.source = "\n".join(line for line in source.splitlines() if "### BEGIN SOLUTION" not in line
+                                 and "### END SOLUTION" not in line)
     return learner
 
 
@@ -50,3 +52,15 @@ def write(nb, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))
     return path
+
+
+def secret_lines(name: str) -> set[str]:
+    """Lines of the hidden tests of ``name`` that a learner never sees: hidden-region lines (longer than
+    12 characters) that appear nowhere in the released learner notebook."""
+    released = {line.strip() for c in notebooks.read(ROOT / "course" / name / f"{name}.ipynb").cells
+                for line in c.source.splitlines()}
+    secret = set()
+    for cell in notebooks.test_cells(notebooks.read(ROOT / "solutions" / name / f"{name}.ipynb")):
+        region = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
+        secret |= {line.strip() for line in region.splitlines() if len(line.strip()) > 12}
+    return secret - released

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import ROOT, solution_notebooks
 from cvcourse import grading, notebooks
+from harness import secret_lines
 
 SOLUTIONS = solution_notebooks()
 IDS = [p.stem for p in SOLUTIONS]
@@ -79,15 +80,16 @@ def test_solution_notebook_keeps_the_contract(path):
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=IDS)
 def test_learner_notebook_has_no_solutions_and_no_hidden_tests(path):
-    course = ROOT / "course" / path.parent.name / path.name
-    nb = nbformat.read(str(course), as_version=4)
-    solution = notebooks.read(path)
-    text = json.dumps(nb)
+    nb = nbformat.read(str(ROOT / "course" / path.parent.name / path.name), as_version=4)
+    text = "\n".join(c.source for c in nb.cells)
     assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
-    for cell in notebooks.test_cells(solution):
-        for line in hidden_regions(cell.source)[0].splitlines():
-            if len(line.strip()) > 12:
-                assert line.strip() not in text, f"hidden test line leaked: {line.strip()}"
-    stubs = [c for c in notebooks.solution_cells(nb)]
+    assert secret_lines(path.stem), "the hidden tests hold lines of their own, not only copies of visible ones"
+    learner_tests = {notebooks.grade_id(c): c.source for c in notebooks.test_cells(nb)}
+    for cell in notebooks.test_cells(notebooks.read(path)):
+        before, rest = cell.source.split("### BEGIN HIDDEN TESTS")
+        after = rest.split("### END HIDDEN TESTS", 1)[1]
+        visible = (before.rstrip() + "\n" + after.lstrip("\n")).strip()
+        assert learner_tests[notebooks.grade_id(cell)].strip() == visible, f"{notebooks.grade_id(cell)} differs"
+    stubs = notebooks.solution_cells(nb)
     assert stubs and all("raise NotImplementedError()" in c.source for c in stubs)

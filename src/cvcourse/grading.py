@@ -372,7 +372,9 @@ def _prepare_task(root: Path, out: Path, submission: Submission, template: Path,
 
 def _run_in_subprocess(task_dir: Path, options: GradeOptions) -> dict:
     task = json.loads((task_dir / "task.json").read_text())
+    threads = max(1, (os.cpu_count() or 1) // max(1, options.jobs))  # no oversubscription across jobs
     env = {**os.environ, "CVCOURSE_PROFILE": GRADING_PROFILE, "CVCOURSE_CACHE": str(task_dir / "cache"),
+           "OMP_NUM_THREADS": str(threads),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     try:
         process = subprocess.run(

@@ -21,8 +21,10 @@ def explorer(render: Callable[..., object], **controls):
     Each control is a ``(min, max, step)`` tuple for a slider, a list for a dropdown, or a bool for
     a checkbox, as ``ipywidgets.interact`` understands them.
     """
-    import ipywidgets
-
+    try:
+        import ipywidgets
+    except ImportError:  # a plain Python run (a script, a bare GPU box): draw once with the defaults
+        return render()
     return ipywidgets.interact(render, **controls)
 
 

@@ -7,11 +7,11 @@ MUTANTS = [
     dict(cell="linear_backward", test="test_linear_backward", why="no sum over the batch for the bias",
          replace=[("grad_bias = grad_out.sum(dim=0)", "grad_bias = grad_out")]),
     dict(cell="linear_backward", test="test_linear_backward", why="wrong transpose in the weight gradient",
-         replace=[("grad_weight = grad_out.T @ x", "grad_weight = (x.T @ grad_out).T.contiguous().view(weight.shape[1], -1).T")]),
+         replace=[("grad_weight = grad_out.T @ x", "grad_weight = x.T @ grad_out")]),
     dict(cell="linear_backward", test="test_linear_backward", why="divides the weight gradient by the batch size again",
          replace=[("grad_weight = grad_out.T @ x", "grad_weight = grad_out.T @ x / x.shape[0]")]),
     dict(cell="linear_backward", test="test_linear_backward", why="multiplies by the transposed weight for grad_x",
-         replace=[("grad_x = grad_out @ weight", "grad_x = (grad_out @ weight.T.T.T.T).flip(1)")]),
+         replace=[("grad_x = grad_out @ weight", "grad_x = grad_out @ weight.T")]),
     # relu_backward
     dict(cell="relu_backward", test="test_relu_backward", why="lets the gradient flow through negative inputs",
          replace=[("return grad_out * (x > 0).to(grad_out.dtype)", "return grad_out.clone()")]),
@@ -50,7 +50,7 @@ MUTANTS = [
          replace=[("w_mat = weight.reshape(O, -1)", "w_mat = weight.flip(2, 3).reshape(O, -1)")]),
     dict(cell="conv2d_backward", test="test_conv2d_backward", why="ignores the padding when folding back",
          replace=[("grad_x = F.fold(grad_cols, (H, W), (kh, kw), padding=padding, stride=stride)",
-                   "grad_x = F.fold(grad_cols, (H + 2 * padding, W + 2 * padding), (kh, kw), stride=stride)[:, :, :H, :W]")]),
+                   "grad_x = F.fold(grad_cols, (H, W), (kh, kw), stride=stride)")]),
     # sgd_step
     dict(cell="sgd_step", test="test_sgd_step", why="adds the gradient (+ instead of -)", replace=[("p.sub_(", "p.add_(")]),
     dict(cell="sgd_step", test="test_sgd_step", why="rebinds the name instead of updating in place",
