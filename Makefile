@@ -15,7 +15,7 @@ LAB_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 NBGRADER_SERVER_EXTENSIONS := formgrader validate_assignment assignment_list course_list
 
-.PHONY: setup lab test grade release book lock clean
+.PHONY: setup lab test grade release lock clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/jupyter labextension enable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1
 	for ext in $(NBGRADER_SERVER_EXTENSIONS); do \
 	  $(BIN)/jupyter server extension enable --sys-prefix nbgrader.server_extensions.$$ext >/dev/null 2>&1 || exit 1; done
+	# Offline course: JupyterLab should not ask to fetch news from the internet.
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
+	  > $(VENV)/share/jupyter/lab/settings/overrides.json
+	mkdir -p .nbgrader/exchange  # nbgrader's exchange (assignment list, feedback) stays inside the project
 	touch $(STAMP)
 
 lab: setup
