@@ -168,7 +168,12 @@ def _identify(notebook, stem: str, known: dict[str, set[str]]) -> str | None:
     best = max(overlap, key=overlap.get, default=None)
     if best is not None and overlap[best] > 0:
         return best
-    return next((a for a in known if stem == a or stem.startswith(a)), None)
+    return _named_assignment(stem, known)
+
+
+def _named_assignment(stem: str, assignments) -> str | None:
+    """The assignment a file name starts with (``01-feature-extraction (1)`` -> ``01-feature-extraction``)."""
+    return next((a for a in assignments if stem.startswith(a)), None)
 
 
 def _unzip(archive: Path, into: Path) -> Path:
@@ -252,18 +257,18 @@ def _grading_config(task_dir: Path, root: Path, timeout: float):
     return config
 
 
-def _hidden_free(source: str) -> tuple[str, bool]:
-    """Source with every hidden-test region replaced by one comment; and whether there was one."""
-    out, hidden, had = [], False, False
+def _hidden_free(source: str) -> str:
+    """Source with every hidden-test region replaced by one comment."""
+    out, hidden = [], False
     for line in source.splitlines():
         if HIDDEN_BEGIN in line:
-            hidden = had = True
+            hidden = True
             out.append(line[: line.index(HIDDEN_BEGIN)] + "# (hidden tests run here; they are not shown)")
         elif HIDDEN_END in line:
             hidden = False
         elif not hidden:
             out.append(line)
-    return "\n".join(out), had
+    return "\n".join(out)
 
 
 class HideHiddenTests(NbGraderPreprocessor):
@@ -275,7 +280,7 @@ class HideHiddenTests(NbGraderPreprocessor):
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "code":
-            cell.source, _ = _hidden_free(cell.source)
+            cell.source = _hidden_free(cell.source)
             if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
                 for output in cell.get("outputs", []):
                     if output.get("output_type") == "error":
@@ -429,7 +434,7 @@ def grade(submissions: Path, out: Path, options: GradeOptions | None = None, pro
 def _rejected_row(submission: Submission, assignments: list[str], max_points: dict[str, float]) -> dict:
     """A zero row for a file that could not be graded, under the notebook its name suggests if any."""
     stem = submission.path.stem
-    named = submission.assignment or next((a for a in assignments if stem.startswith(a)), None)
+    named = submission.assignment or _named_assignment(stem, assignments)
     return {"learner": submission.learner, "notebook": named or submission.path.name, "score": 0.0,
             "max_score": max_points.get(named, 0.0), "reason": f"{submission.path.name}: {submission.reason}",
             "cells": {}}
