@@ -2,10 +2,12 @@
 
 Release regenerates ``course/`` from ``solutions/`` with nbgrader's ``generate_assignment``.
 
-Grading works in tasks, one per (learner, notebook). Each task runs in its own process and its own
-nbgrader course folder under ``OUT/work/NN-slug/learner/``, with a copy of a template gradebook that
-already holds every assignment, so tasks share no state and can run side by side. A task writes its
-``result.json`` last and atomically; the batch then gathers the results into ``grades.csv``,
+Grading works in tasks, one per (learner, notebook). Each task runs in its own process
+(:mod:`cvcourse.autograde`) and its own nbgrader course folder under ``OUT/work/NN-slug/learner/``, with a
+copy of a template gradebook that already holds every assignment, so tasks share no state and can run
+side by side, on this machine or on a Dask cluster. A task writes its ``result.json`` last and
+atomically, keyed by what it depends on, so a second run grades only what is new or changed and a
+killed run resumes. The batch then gathers the results into ``grades.csv``, ``scores.csv``, ``lms.csv``,
 ``gradebook.json`` and per-learner feedback pages that show neither hidden tests nor their tracebacks.
 """
 
@@ -22,19 +24,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
 import nbformat
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import GetGrades, NbGraderPreprocessor
 
 from cvcourse.errors import CvcourseError
 from cvcourse.notebooks import grade_id, test_cells
 
 CONFIG_FILE = "nbgrader_config.py"
-HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 ASSIGNMENT_ID = re.compile(r"^\d\d-[a-z0-9-]+$")
 GRADING_PROFILE = "ci"
 
@@ -119,8 +117,14 @@ def _api(config):
 
 
 def _first_error_line(result: dict) -> str:
-    text = (result.get("error") or result.get("log") or "unknown error").strip().splitlines()
-    return text[-1] if text else "unknown error"
+    """The line of an nbgrader log that says what went wrong (nbgrader's own summary says 'see above')."""
+    text = f"{result.get('error') or ''}\n{result.get('log') or ''}"
+    if "DeadKernelError" in text or "Kernel died" in text:
+        return "the kernel died (the notebook exited or killed its own process)"
+    errors = [line.strip() for line in text.splitlines()
+              if re.match(r"^\s*[\w.]*(Error|Exception|Timeout)\w*\b", line) and "NbGraderException" not in line]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (errors or lines or ["unknown error"])[-1]
 
 
 def release(root: Path, wanted: list[str] | None = None, release_dir: Path | None = None) -> list[Path]:
@@ -239,83 +243,11 @@ def discover(submissions: Path, known: dict[str, set[str]], scratch: Path) -> li
     return found
 
 
-# ---------------------------------------------------------------- one grading task (own process)
-
-
-def _grading_config(task_dir: Path, root: Path, timeout: float):
-    config = course_config(root)
-    config.CourseDirectory.root = str(task_dir)
-    config.CourseDirectory.source_directory = str(root / "solutions")
-    config.CourseDirectory.release_directory = str(task_dir / "release")
-    config.CourseDirectory.submitted_directory = "submitted"
-    config.CourseDirectory.autograded_directory = "autograded"
-    config.CourseDirectory.feedback_directory = "feedback"
-    config.CourseDirectory.db_url = f"sqlite:///{task_dir / 'gradebook.db'}"
-    config.Exchange.root = str(task_dir / "exchange")
-    config.Execute.timeout = int(timeout)
-    config.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideHiddenTests]
-    return config
-
-
-def _hidden_free(source: str) -> str:
-    """Source with every hidden-test region replaced by one comment."""
-    out, hidden = [], False
-    for line in source.splitlines():
-        if HIDDEN_BEGIN in line:
-            hidden = True
-            out.append(line[: line.index(HIDDEN_BEGIN)] + "# (hidden tests run here; they are not shown)")
-        elif HIDDEN_END in line:
-            hidden = False
-        elif not hidden:
-            out.append(line)
-    return "\n".join(out)
-
-
-class HideHiddenTests(NbGraderPreprocessor):
-    """Feedback preprocessor: drop hidden-test source, and reduce graded cells' errors to one line.
-
-    A traceback would quote the failing line of a hidden test, so a graded cell's error keeps only its
-    type and message (hidden tests assert with short labels, never with values).
-    """
-
-    def preprocess_cell(self, cell, resources, index):
-        if cell.cell_type == "code":
-            cell.source = _hidden_free(cell.source)
-            if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
-                for output in cell.get("outputs", []):
-                    if output.get("output_type") == "error":
-                        output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
-        return cell, resources
-
-
-def _atomic_write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(".tmp")
+def atomic_write_json(path: Path, data) -> None:
+    """Write ``data`` as JSON so that a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
-
-
-def run_task(task_dir: Path) -> dict:
-    """Autograde the one submission prepared in ``task_dir`` and write its feedback and ``result.json``."""
-    from nbgrader.api import Gradebook
-
-    task = json.loads((task_dir / "task.json").read_text())
-    learner, assignment = task["learner"], task["assignment"]
-    config = _grading_config(task_dir, Path(task["root"]), task["cell_timeout"])
-    api = _api(config)
-    result = {**task, "score": 0.0, "cells": {}, "reason": None}
-    graded = api.autograde(assignment, learner, force=True, create=True)
-    if not graded["success"]:
-        result["reason"] = f"could not be graded: {_first_error_line(graded)}"
-    else:
-        with Gradebook(config.CourseDirectory.db_url) as gradebook:
-            notebook = gradebook.find_submission_notebook(assignment, assignment, learner)
-            result["cells"] = {g.name: float(g.score) for g in notebook.grades if g.max_score}
-        result["score"] = sum(result["cells"].values())
-        feedback = api.generate_feedback(assignment, learner, force=True)
-        if not feedback["success"]:
-            result["reason"] = f"graded, but feedback failed: {_first_error_line(feedback)}"
-    _atomic_write_json(task_dir / "result.json", result)
-    return result
 
 
 # ---------------------------------------------------------------- a whole class
@@ -346,21 +278,41 @@ def _template_gradebook(root: Path, out: Path, assignments: list[str]) -> Path:
         if not result["success"]:
             raise CvcourseError(f"could not prepare {assignment} for grading: {_first_error_line(result)}")
     template.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(scratch / "gradebook.db", template)
+    os.replace(scratch / "gradebook.db", template)
     shutil.rmtree(scratch)
     return template
 
 
 @dataclasses.dataclass
 class GradeOptions:
-    """Limits for one grading run."""
+    """Limits and dispatch for one grading run."""
 
-    cell_timeout: float = 180.0   # seconds per cell, as nbgrader's Execute.timeout
+    cell_timeout: float = 180.0      # seconds per cell, as nbgrader's Execute.timeout
     notebook_timeout: float = 600.0  # seconds for a whole task, kernel start to feedback
-    jobs: int = 1
+    memory_gb: float = 8.0           # data memory per kernel process
+    jobs: int = 1                    # tasks at once on this machine
+    force: bool = False              # regrade submissions graded before with the same inputs
+    scheduler: str | None = None     # a Dask scheduler address: run the tasks on its workers
 
 
-def _prepare_task(root: Path, out: Path, submission: Submission, template: Path, options: GradeOptions) -> Path:
+def _task_key(root: Path, submission: Submission, options: GradeOptions) -> str:
+    """What a result depends on: the submission, its notebook's source, the config, and the limits."""
+    source = root / "solutions" / submission.assignment / f"{submission.assignment}.ipynb"
+    limits = f"{options.cell_timeout}/{options.memory_gb}".encode()
+    return _digest([submission.path, source, root / CONFIG_FILE]) + hashlib.sha256(limits).hexdigest()[:8]
+
+
+def _finished(task_dir: Path, key: str) -> dict | None:
+    """The result of an earlier run of this very task, if there is one."""
+    try:
+        result = json.loads((task_dir / "result.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return result if result.get("key") == key else None
+
+
+def _prepare_task(root: Path, out: Path, submission: Submission, template: Path, options: GradeOptions,
+                  key: str) -> Path:
     task_dir = out / "work" / submission.assignment / submission.learner
     if task_dir.exists():
         shutil.rmtree(task_dir)
@@ -368,39 +320,88 @@ def _prepare_task(root: Path, out: Path, submission: Submission, template: Path,
     target.mkdir(parents=True)
     shutil.copy(submission.path, target / f"{submission.assignment}.ipynb")
     shutil.copy(template, task_dir / "gradebook.db")
-    _atomic_write_json(task_dir / "task.json", {
+    atomic_write_json(task_dir / "task.json", {
         "learner": submission.learner, "assignment": submission.assignment, "root": str(root),
-        "file": str(submission.path), "cell_timeout": options.cell_timeout,
+        "file": str(submission.path), "cell_timeout": options.cell_timeout, "key": key,
+        "memory": int(options.memory_gb * 2**30),
     })
     return task_dir
 
 
-def _run_in_subprocess(task_dir: Path, options: GradeOptions) -> dict:
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a killed grader leaves no task behind
+    except (OSError, AttributeError):
+        pass
+
+
+def run_in_subprocess(task_dir: Path, options: GradeOptions) -> dict:
+    """Run one task (``python -m cvcourse.autograde``) with a wall-time limit; always return a result."""
     task = json.loads((task_dir / "task.json").read_text())
     threads = max(1, (os.cpu_count() or 1) // max(1, options.jobs))  # no oversubscription across jobs
     env = {**os.environ, "CVCOURSE_PROFILE": GRADING_PROFILE, "CVCOURSE_CACHE": str(task_dir / "cache"),
-           "OMP_NUM_THREADS": str(threads),
+           "OMP_NUM_THREADS": str(threads), "JUPYTER_RUNTIME_DIR": str(task_dir / "runtime"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cvcourse.autograde", str(task_dir)], cwd=task_dir, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
     try:
-        process = subprocess.run(
-            [sys.executable, "-m", "cvcourse.grading", str(task_dir)], cwd=task_dir, env=env,
-            capture_output=True, text=True, timeout=options.notebook_timeout,
-        )
+        _, stderr = process.communicate(timeout=options.notebook_timeout)
     except subprocess.TimeoutExpired:
-        return {**task, "score": 0.0, "cells": {}, "reason": f"ran past the {options.notebook_timeout:.0f} s limit"}
+        os.killpg(process.pid, 9)  # the task; its kernel dies with it (sandbox: parent-death signal)
+        process.communicate()
+        result = {**task, "score": 0.0, "cells": {}, "reason": f"ran past the {options.notebook_timeout:g} s limit"}
+        atomic_write_json(task_dir / "result.json", result)
+        return result
     result_file = task_dir / "result.json"
     if result_file.exists():
         return json.loads(result_file.read_text())
-    last = (process.stderr.strip().splitlines() or ["no output"])[-1]
+    last = (stderr.strip().splitlines() or ["no output"])[-1]
     return {**task, "score": 0.0, "cells": {}, "reason": f"the grader stopped: {last}"}
 
 
-def grade(submissions: Path, out: Path, options: GradeOptions | None = None, progress=print) -> list[dict]:
+def _dispatch(tasks: list[Path], options: GradeOptions):
+    """Yield each task's result as it finishes: on local worker threads, or on a Dask cluster."""
+    if not tasks:
+        return
+    if options.scheduler:
+        try:
+            from distributed import Client, as_completed
+        except ImportError:
+            raise CvcourseError("--scheduler needs Dask: pip install distributed") from None
+        try:
+            client = Client(options.scheduler, timeout="20s")
+        except (OSError, TimeoutError) as error:
+            raise CvcourseError(f"no Dask scheduler at {options.scheduler} ({error})") from None
+        with client:
+            futures = [client.submit(run_in_subprocess, t, options, pure=False, key=f"grade-{t.parent.name}-{t.name}")
+                       for t in tasks]
+            for future in as_completed(futures):
+                yield future.result()
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+        for future in concurrent.futures.as_completed([pool.submit(run_in_subprocess, t, options) for t in tasks]):
+            yield future.result()
+
+
+def grade(submissions: Path, out: Path, options: GradeOptions | None = None, progress=None) -> list[dict]:
     """Grade every submission under ``submissions`` into ``out``; return one row per file.
 
-    Writes ``out/grades.csv`` (learner, notebook, score, max_score, reason), ``out/gradebook.json``
-    (scores per graded cell) and ``out/feedback/<learner>/<NN-slug>.html``.
+    Writes ``out/grades.csv`` (one row per learner and notebook, with a one-line reason where there is
+    one), ``out/scores.csv`` (one row per learner, a column per notebook and the total), ``out/lms.csv``
+    (learner, total, max), ``out/gradebook.json`` (scores per graded cell) and
+    ``out/feedback/<learner>/<NN-slug>.html``. Submissions graded before with the same inputs keep
+    their result unless ``options.force``; a run that was killed picks up where it stopped.
     """
+    from tqdm.auto import tqdm
+
+    from cvcourse import sandbox
+
     options = options or GradeOptions()
     root = project_root()
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
@@ -413,21 +414,34 @@ def grade(submissions: Path, out: Path, options: GradeOptions | None = None, pro
     gradable = [s for s in found if s.reason is None]
     template = _template_gradebook(root, out, sorted({s.assignment for s in gradable})) if gradable else None
     rows = [_rejected_row(s, assignments, max_points) for s in found if s.reason is not None]
-    tasks = [_prepare_task(root, out, s, template, options) for s in gradable]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-        futures = {pool.submit(_run_in_subprocess, t, options): (t, time.perf_counter()) for t in tasks}
-        for future in concurrent.futures.as_completed(futures):
-            task_dir, started = futures[future]
-            result = future.result()
-            row = {"learner": result["learner"], "notebook": result["assignment"], "score": result["score"],
-                   "max_score": max_points[result["assignment"]], "reason": result["reason"],
-                   "cells": result["cells"]}
-            rows.append(row)
-            _collect_feedback(task_dir, out, row)
-            progress(f"{row['learner']:>16}  {row['notebook']:<32} {row['score']:g}/{row['max_score']:g}"
-                     f"  ({time.perf_counter() - started:.1f} s){'  ' + row['reason'] if row['reason'] else ''}")
+    results, tasks = [], []
+    for submission in gradable:
+        key = _task_key(root, submission, options)
+        task_dir = out / "work" / submission.assignment / submission.learner
+        earlier = None if options.force else _finished(task_dir, key)
+        if earlier is not None:
+            results.append(earlier)
+        else:
+            tasks.append(_prepare_task(root, out, submission, template, options, key))
+    say = progress or tqdm.write
+    with tqdm(total=len(tasks), desc="grading", unit="notebook", disable=progress is not None or not tasks) as bar:
+        if tasks and not sandbox.isolated():
+            say("warning: this system has no Landlock (Linux 5.13+), so submissions' writes are not confined "
+                "to their own folder")
+        if results:
+            say(f"kept {len(results)} results graded before with the same inputs (--force regrades them)")
+        for result in _dispatch(tasks, options):
+            results.append(result)
+            bar.update()
+            say(f"{result['learner']:>16}  {result['assignment']:<32} {result['score']:g}/"
+                f"{max_points[result['assignment']]:g}{'  ' + result['reason'] if result['reason'] else ''}")
+    for result in results:
+        row = {"learner": result["learner"], "notebook": result["assignment"], "score": result["score"],
+               "max_score": max_points[result["assignment"]], "reason": result["reason"], "cells": result["cells"]}
+        rows.append(row)
+        _collect_feedback(out / "work" / row["notebook"] / row["learner"], out, row)
     rows.sort(key=lambda r: (r["learner"], r["notebook"]))
-    _write_outputs(out, rows)
+    _write_outputs(out, rows, assignments, max_points)
     return rows
 
 
@@ -448,22 +462,35 @@ def _collect_feedback(task_dir: Path, out: Path, row: dict) -> None:
         shutil.copy(page, target)
 
 
-def _write_outputs(out: Path, rows: list[dict]) -> None:
-    tmp = out / "grades.csv.tmp"
+def _write_csv(path: Path, header: list[str], lines: list[list]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["learner", "notebook", "score", "max_score", "reason"])
-        for row in rows:
-            writer.writerow([row["learner"], row["notebook"], f"{row['score']:g}", f"{row['max_score']:g}",
-                             row["reason"] or ""])
-    os.replace(tmp, out / "grades.csv")
+        writer.writerow(header)
+        writer.writerows(lines)
+    os.replace(tmp, path)
+
+
+def _write_outputs(out: Path, rows: list[dict], assignments: list[str], max_points: dict[str, float]) -> None:
+    _write_csv(out / "grades.csv", ["learner", "notebook", "score", "max_score", "reason"],
+               [[r["learner"], r["notebook"], f"{r['score']:g}", f"{r['max_score']:g}", r["reason"] or ""]
+                for r in rows])
+    # Per learner: the best graded file for each notebook (a rejected second file does not hide the first).
+    table: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r["notebook"] in max_points:
+            best = table.setdefault(r["learner"], {})
+            best[r["notebook"]] = max(best.get(r["notebook"], 0.0), r["score"])
+    graded = [a for a in assignments if any(a in scores for scores in table.values())]
+    total_max = sum(max_points[a] for a in graded)
+    _write_csv(out / "scores.csv", ["learner", *graded, "total", "max"],
+               [[learner, *(f"{scores.get(a, 0.0):g}" for a in graded), f"{sum(scores.values()):g}", f"{total_max:g}"]
+                for learner, scores in sorted(table.items())])
+    _write_csv(out / "lms.csv", ["learner_id", "total", "max"],
+               [[learner, f"{sum(scores.values()):g}", f"{total_max:g}"] for learner, scores in sorted(table.items())])
     book: dict[str, dict] = {}
     for row in rows:
         book.setdefault(row["learner"], {})[row["notebook"]] = {
             k: row[k] for k in ("score", "max_score", "cells", "reason")
         }
-    _atomic_write_json(out / "gradebook.json", book)
-
-
-if __name__ == "__main__":  # one grading task, started by _run_in_subprocess
-    run_task(Path(sys.argv[1]))
+    atomic_write_json(out / "gradebook.json", book)
