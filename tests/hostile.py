@@ -18,7 +18,7 @@ from harness import load_mutants, mutate, submission
 
 NAME = "16-spatial-pooling"
 CELL_TIMEOUT = 20      # seconds; every cell of NAME takes well under this in the ci profile
-NOTEBOOK_TIMEOUT = 75  # seconds for a whole task: the slow fixture sleeps 5 x 16 s
+NOTEBOOK_TIMEOUT = 180  # seconds for a whole task: the slow fixture sleeps 16 s in each of its 19 code cells
 MEMORY_GB = 3
 
 
@@ -128,9 +128,9 @@ def fixtures(out: Path, submissions: Path) -> list[Fixture]:
         Fixture("honest", lambda: submission(NAME), full()),
         Fixture("untouched", lambda: submission(NAME, solved=False), 0),
         Fixture("loop-in-cell", _prepend("blur_pool2d", "while True:\n    pass"), full() - blur),
-        # Its test cell is interrupted at the cell limit, but the notebook calls the function again later.
+        # Each of the three cells that call it is interrupted at the cell limit; only its test cell is graded.
         Fixture("loop-in-function", _append("global_pool2d", "def global_pool2d(x, mode='avg'):\n    while True:\n"
-                                                               "        pass"), 0, reason=r"ran past the \d+ s limit"),
+                                                               "        pass"), full() - points("test_global_pool2d")),
         Fixture("memory-bomb", _prepend("blur_pool2d", "_hoard = []\nwhile True:\n    _hoard.append(bytearray(2**27))"),
                 full() - blur),
         Fixture("slow-notebook", _slow(), 0, reason=r"ran past the \d+ s limit"),
@@ -151,10 +151,12 @@ def fixtures(out: Path, submissions: Path) -> list[Fixture]:
 
 
 def _slow():
-    """Every answer cell sleeps just under the cell limit: each cell is fine, the notebook is not."""
+    """Every code cell sleeps just under the cell limit: each cell is fine, the notebook is not."""
     def build():
         nb = submission(NAME)
-        for cell in notebooks.solution_cells(nb):
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
             cell.source = f"import time\ntime.sleep({CELL_TIMEOUT - 4})\n" + cell.source
         return nb
     return build

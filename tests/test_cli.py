@@ -19,11 +19,22 @@ def cvcourse(*args: str, env: dict | None = None, cwd=ROOT) -> subprocess.Comple
 @pytest.mark.parametrize(("args", "needle"), [
     (("release", "99"), "unknown notebook '99'; choose from: 01-"),
     (("grade", "no-such-folder"), "no-such-folder is not a folder of submissions"),
+    (("grade", "course", "--jobs", "0"), "--jobs, --memory, --timeout and --cell-timeout must be positive"),
 ])
 def test_user_mistakes_get_one_line_and_status_2(args, needle):
     result = cvcourse(*args)
     assert result.returncode == 2, result.stderr
     assert needle in result.stderr and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_an_unreachable_dask_scheduler_gets_one_line(tmp_path):
+    learner = tmp_path / "subs" / "ada"
+    learner.mkdir(parents=True)
+    first = sorted((ROOT / "course").iterdir())[0]
+    (learner / f"{first.name}.ipynb").write_text((first / f"{first.name}.ipynb").read_text())
+    result = cvcourse("grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:9")
+    assert result.returncode == 2 and "no Dask scheduler at tcp://127.0.0.1:9" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
 def test_outside_a_course_folder_says_so(tmp_path):

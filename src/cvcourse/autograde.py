@@ -32,6 +32,7 @@ from cvcourse.notebooks import setup_cell
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MAX_TEXT_CHARS = 20_000          # per stream output kept in the graded notebook and the feedback
 MAX_RICH_BYTES = 2_000_000       # per rich output (an image, HTML)
+MAX_KERNEL_OUTPUT = 5_000_000    # characters a kernel may print to stdout and to stderr in all
 SANDBOX_ENV = "CVCOURSE_SANDBOX"
 
 
@@ -81,7 +82,8 @@ class GuardedExecute(Execute):
             await self._run_hidden(
                 "import builtins as _b, cvcourse.integrity as _i\n"
                 f"_b.{self._token} = globals()[{self._token!r}] = _i.install({self.setup_imports!r}, globals(), "
-                "('numpy.testing', 'torch.testing'))\ndel _b, _i", cell_index)
+                "('numpy.testing', 'torch.testing'))\n"
+                f"_i.cap_streams({MAX_KERNEL_OUTPUT})\ndel _b, _i", cell_index)
         if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
             outputs = await self._run_hidden(f"print('\\x00'.join({self._token}()))", cell_index)
             text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
@@ -197,7 +199,7 @@ def run_task(task_dir: Path) -> dict:
     task = json.loads((task_dir / "task.json").read_text())
     learner, assignment = task["learner"], task["assignment"]
     config = _config(task_dir, task)
-    home = sandbox.make_home()
+    home = sandbox.make_home(task_dir / "home")
     os.environ[SANDBOX_ENV] = json.dumps({"memory": task.get("memory"), "home": str(home)})
     result = {**task, "score": 0.0, "cells": {}, "reason": None}
     try:

@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -340,11 +341,14 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 def run_in_subprocess(task_dir: Path, options: GradeOptions) -> dict:
     """Run one task (``python -m cvcourse.autograde``) with a wall-time limit; always return a result."""
+    from cvcourse import sandbox
+
     task = json.loads((task_dir / "task.json").read_text())
     threads = max(1, (os.cpu_count() or 1) // max(1, options.jobs))  # no oversubscription across jobs
     env = {**os.environ, "CVCOURSE_PROFILE": GRADING_PROFILE, "CVCOURSE_CACHE": str(task_dir / "cache"),
            "OMP_NUM_THREADS": str(threads), "JUPYTER_RUNTIME_DIR": str(task_dir / "runtime"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "cvcourse.autograde", str(task_dir)], cwd=task_dir, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -355,34 +359,41 @@ def run_in_subprocess(task_dir: Path, options: GradeOptions) -> dict:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, 9)  # the task; its kernel dies with it (sandbox: parent-death signal)
         process.communicate()
+        sandbox.remove_home((task_dir / "home").resolve())  # and whatever the kernel started
         result = {**task, "score": 0.0, "cells": {}, "reason": f"ran past the {options.notebook_timeout:g} s limit"}
         atomic_write_json(task_dir / "result.json", result)
-        return result
-    result_file = task_dir / "result.json"
-    if result_file.exists():
-        return json.loads(result_file.read_text())
-    last = (stderr.strip().splitlines() or ["no output"])[-1]
-    return {**task, "score": 0.0, "cells": {}, "reason": f"the grader stopped: {last}"}
+    else:
+        result_file = task_dir / "result.json"
+        if result_file.exists():
+            result = json.loads(result_file.read_text())
+        else:
+            last = (stderr.strip().splitlines() or ["no output"])[-1]
+            result = {**task, "score": 0.0, "cells": {}, "reason": f"the grader stopped: {last}"}
+    return {**result, "seconds": time.perf_counter() - started}
 
 
-def _dispatch(tasks: list[Path], options: GradeOptions):
+def connect(scheduler: str):
+    """A Dask client for ``scheduler``, or a one-line error."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise CvcourseError("--scheduler needs Dask: pip install distributed") from None
+    try:
+        return Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CvcourseError(f"no Dask scheduler at {scheduler} ({reason})") from None
+
+
+def _dispatch(tasks: list[Path], options: GradeOptions, client=None):
     """Yield each task's result as it finishes: on local worker threads, or on a Dask cluster."""
-    if not tasks:
-        return
-    if options.scheduler:
-        try:
-            from distributed import Client, as_completed
-        except ImportError:
-            raise CvcourseError("--scheduler needs Dask: pip install distributed") from None
-        try:
-            client = Client(options.scheduler, timeout="20s")
-        except (OSError, TimeoutError) as error:
-            raise CvcourseError(f"no Dask scheduler at {options.scheduler} ({error})") from None
-        with client:
-            futures = [client.submit(run_in_subprocess, t, options, pure=False, key=f"grade-{t.parent.name}-{t.name}")
-                       for t in tasks]
-            for future in as_completed(futures):
-                yield future.result()
+    if client is not None:
+        from distributed import as_completed
+
+        futures = [client.submit(run_in_subprocess, t, options, pure=False, key=f"grade-{t.parent.name}-{t.name}")
+                   for t in tasks]
+        for future in as_completed(futures):
+            yield future.result()
         return
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
         for future in concurrent.futures.as_completed([pool.submit(run_in_subprocess, t, options) for t in tasks]):
@@ -423,6 +434,7 @@ def grade(submissions: Path, out: Path, options: GradeOptions | None = None, pro
             results.append(earlier)
         else:
             tasks.append(_prepare_task(root, out, submission, template, options, key))
+    client = connect(options.scheduler) if options.scheduler and tasks else None
     say = progress or tqdm.write
     with tqdm(total=len(tasks), desc="grading", unit="notebook", disable=progress is not None or not tasks) as bar:
         if tasks and not sandbox.isolated():
@@ -430,11 +442,14 @@ def grade(submissions: Path, out: Path, options: GradeOptions | None = None, pro
                 "to their own folder")
         if results:
             say(f"kept {len(results)} results graded before with the same inputs (--force regrades them)")
-        for result in _dispatch(tasks, options):
+        for result in _dispatch(tasks, options, client):
             results.append(result)
             bar.update()
             say(f"{result['learner']:>16}  {result['assignment']:<32} {result['score']:g}/"
-                f"{max_points[result['assignment']]:g}{'  ' + result['reason'] if result['reason'] else ''}")
+                f"{max_points[result['assignment']]:g}  ({result['seconds']:.1f} s)"
+                f"{'  ' + result['reason'] if result['reason'] else ''}")
+    if client is not None:
+        client.close()
     for result in results:
         row = {"learner": result["learner"], "notebook": result["assignment"], "score": result["score"],
                "max_score": max_points[result["assignment"]], "reason": result["reason"], "cells": result["cells"]}

@@ -91,6 +91,25 @@ def install(setup_imports: str, user_ns: dict, extra_modules: tuple[str, ...] = 
     return restore
 
 
+def cap_streams(limit: int, streams=None) -> None:
+    """Keep at most ``limit`` characters written to each of ``streams`` (default: stdout and stderr).
+
+    A submission printing 100 MB would otherwise make the grader hold, pass on and store all of it.
+    """
+    for stream in streams or (sys.stdout, sys.stderr):
+        write, used = stream.write, [0]
+
+        def capped(text, _write=write, _used=used):
+            if _used[0] >= limit:
+                return len(text)
+            _used[0] += len(text)
+            if _used[0] > limit:
+                text = text[: len(text) - (_used[0] - limit)] + "\n... output limit reached: the rest is not kept ...\n"
+            return _write(text)
+
+        stream.write = capped
+
+
 def import_lines(source: str) -> str:
     """The top-level ``import`` and ``from ... import`` statements of a cell, as source."""
     import ast

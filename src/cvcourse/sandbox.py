@@ -24,7 +24,6 @@ import resource
 import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import psutil
@@ -108,9 +107,11 @@ def confine_writes(writable: list[Path]) -> int:
     return abi
 
 
-def make_home() -> Path:
-    """A private, empty home folder for one task's kernel."""
-    return Path(tempfile.mkdtemp(prefix="cvcourse-kernel-"))
+def make_home(home: Path) -> Path:
+    """An empty home folder for one task's kernel: the one place its sandbox may write."""
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    return home.resolve()
 
 
 def _sandbox_processes():
