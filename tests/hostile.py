@@ -145,7 +145,7 @@ def fixtures(out: Path, submissions: Path) -> list[Fixture]:
         Fixture("empty-file", "", 0, reason=r"empty file"),
         Fixture("other-name", lambda: submission(NAME), full(), file_name="02-backprop-by-hand.ipynb"),
         Fixture("huge-output", _append("blur_pool2d", "print('x' * 100_000_000)"), full()),
-        Fixture("tampering", _tampered, 0, reason=r"replaced .*torch\.allclose.*put back before the tests ran"),
+        Fixture("tampering", _tampered, 0, reason=r"replaced builtins\.abs, .* and \d+ more; put back before the tests ran"),
         Fixture("vandal", _vandal(out, submissions), full()),
     ]
 
