@@ -10,12 +10,14 @@ export PATH := $(BIN):$(PATH)
 SUBMISSIONS ?= submissions
 GRADES ?= grades
 PYTEST_ARGS ?=
+# The profile the instructor edition of the book executes its notebooks in (PROFILE=ci for a quick check).
+PROFILE ?= cpu
 LAB_ARGS ?=
 # Jupyter refuses to run as root unless told; containers and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 NBGRADER_SERVER_EXTENSIONS := formgrader validate_assignment assignment_list course_list
 
-.PHONY: setup lab test grade release lock clean
+.PHONY: setup lab test grade release book book-instructor lock clean
 
 setup: $(STAMP)
 
@@ -48,6 +50,14 @@ release: setup
 
 grade: setup
 	$(BIN)/cvcourse grade $(SUBMISSIONS) --out $(GRADES)
+
+# The course website (Jupyter Book 1, offline): learner edition from course/, not executed.
+book: setup
+	$(BIN)/python -m cvcourse.book --edition learner
+
+# Instructor edition from solutions/, executed in $(PROFILE) with execution cached in book/_build/.
+book-instructor: setup
+	$(BIN)/python -m cvcourse.book --edition instructor --profile $(PROFILE)
 
 lock: setup
 	{ echo "# Exact versions installed by 'make setup' (pip install --no-deps -r requirements.lock)."; \

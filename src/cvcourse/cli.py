@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import sys
 from pathlib import Path
 
@@ -27,12 +28,32 @@ def _release(args) -> None:
 def _grade(args) -> None:
     from cvcourse import grading
 
-    options = grading.GradeOptions(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout, jobs=args.jobs)
+    if args.jobs < 1 or args.memory <= 0 or args.timeout <= 0 or args.cell_timeout <= 0:
+        raise CvcourseError("--jobs, --memory, --timeout and --cell-timeout must be positive")
+    options = grading.GradeOptions(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout,
+                                   memory_gb=args.memory, jobs=args.jobs, force=args.force, scheduler=args.scheduler)
     rows = grading.grade(Path(args.submissions), Path(args.out), options)
     learners = len({r["learner"] for r in rows})
     problems = sum(1 for r in rows if r["reason"])
-    print(f"graded {len(rows)} files from {learners} learners into {args.out}/grades.csv "
-          f"({problems} with a reason noted)")
+    print(f"graded {len(rows)} files from {learners} learners into {args.out}/ (grades.csv, scores.csv, "
+          f"lms.csv, gradebook.json, feedback/); {problems} with a reason noted")
+
+
+def _report(args) -> None:
+    from cvcourse import grading, report
+
+    root = grading.project_root()
+    out = Path(args.out) if args.out else root / "book" / "reports"
+    result, ran, json_path, md_path = report.run(root, args.profile, args.notebooks, out,
+                                                 cell_timeout=args.cell_timeout, fresh=args.fresh,
+                                                 book_cache=not args.no_book_cache)
+    print(report.markdown(result))
+    print(f"\n{report.summary(result)}; wrote {json_path} and {md_path}")
+    failed = [e for e in ran if e["status"] != "ok"]
+    if failed:
+        print(f"cvcourse report: {len(failed)} notebook(s) failed: "
+              + "; ".join(f"{e['notebook']} ({e['error']})" for e in failed), file=sys.stderr)
+        raise SystemExit(1)
 
 
 def _doctor(args) -> None:
@@ -83,10 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
     grade = commands.add_parser("grade", help="autograde a folder of submissions (one folder or zip per learner)")
     grade.add_argument("submissions", help="folder with one sub-folder or zip file per learner")
     grade.add_argument("--out", default="grades", help="where grades.csv, gradebook.json and feedback/ go")
-    grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once")
+    grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                       help="submissions graded at once on this machine (default: one per core)")
     grade.add_argument("--cell-timeout", type=float, default=180.0, help="seconds a cell may run")
     grade.add_argument("--timeout", type=float, default=600.0, help="seconds a whole notebook may take")
+    grade.add_argument("--memory", type=float, default=8.0, help="GB of memory per kernel process")
+    grade.add_argument("--force", action="store_true", help="regrade submissions graded before")
+    grade.add_argument("--scheduler", metavar="ADDRESS",
+                       help="a Dask scheduler (tcp://host:8786): grade on its workers (they share this file system)")
     grade.set_defaults(run=_grade)
+
+    report = commands.add_parser("report", help="run solutions notebooks under a profile: time, memory, headlines")
+    report.add_argument("--profile", required=True, help="ci, cpu or gpu")
+    report.add_argument("notebooks", nargs="*", metavar="NN", help="notebook numbers or NN-slug names (default: all)")
+    report.add_argument("--out", help="folder for report-<profile>.json and .md (default: book/reports)")
+    report.add_argument("--cell-timeout", type=float, default=3600.0, help="seconds a cell may run")
+    report.add_argument("--fresh", action="store_true", help="drop entries of notebooks not run this time")
+    report.add_argument("--no-book-cache", action="store_true",
+                        help="do not store the executed notebooks for `make book-instructor`")
+    report.set_defaults(run=_report)
 
     doctor = commands.add_parser("doctor", help="show device, profile, versions, offline data and weights")
     doctor.set_defaults(run=_doctor)

@@ -1,0 +1,318 @@
+"""Build the course website (Jupyter Book 1) in two editions from one configuration in ``book/``.
+
+- ``learner``: the notebooks of ``course/`` (no solutions, no hidden tests, no outputs), not executed.
+- ``instructor``: the notebooks of ``solutions/``, executed under a profile (``cpu`` by default) with
+  execution cached by jupyter-cache, so pages show plots and headline numbers.
+
+Everything that depends on which notebooks exist is generated at build time: the table of contents
+(seven parts from ``book/_parts.yml``, every notebook that exists in its part), the part pages (a
+notebook not written yet is listed as planned), the parts table of the welcome page and the status
+page (from ``book/reports/report-<profile>.json``, written by ``cvcourse report``). The pages are
+staged with the repository's own layout (``course/NN-slug/NN-slug.ipynb``) under
+``book/_build/<edition>/src`` so that the Binder and Colab buttons point at the right files, and the
+site is written to ``book/_build/<edition>/_build/html``.
+
+Run ``python -m cvcourse.book --edition learner|instructor [--profile ci|cpu|gpu]`` or ``make book``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cvcourse.errors import CvcourseError, unknown_choice
+
+EDITIONS = {"learner": "course", "instructor": "solutions"}
+PLACEHOLDER = "<!-- cvcourse:{} -->"
+OBJECTIVES = "**Learning objectives.**"
+REPORT_ORDER = ("cpu", "gpu", "ci")
+STATIC_PAGES = ("intro.md", "running.md", "grading.md", "status.md")
+
+
+@dataclasses.dataclass
+class Entry:
+    """One of the fifty notebooks: its place in the syllabus and, if it exists, its staged page."""
+
+    number: int
+    slug: str
+    short: str
+    question: str
+    page: str | None = None  # e.g. "course/01-feature-extraction/01-feature-extraction", None if planned
+    title: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.number:02d} · {self.short}"
+
+
+@dataclasses.dataclass
+class Part:
+    number: int
+    slug: str
+    title: str
+    summary: str
+    entries: list[Entry]
+
+    @property
+    def page(self) -> str:
+        return f"parts/{self.slug}"
+
+
+# ---------------------------------------------------------------- what exists
+
+
+def existing_notebooks(root: Path, folder: str) -> dict[int, Path]:
+    """Notebook number -> ``folder/NN-slug/NN-slug.ipynb`` for every notebook in ``folder``."""
+    found = {}
+    for path in sorted((root / folder).glob("[0-9][0-9]-*/[0-9][0-9]-*.ipynb")):
+        if path.stem == path.parent.name:
+            found[int(path.stem[:2])] = path
+    return found
+
+
+def notebook_title(path: Path) -> str:
+    first = json.loads(path.read_text())["cells"][0]
+    source = first["source"] if isinstance(first["source"], str) else "".join(first["source"])
+    return re.sub(r"^#+\s*", "", source.strip().splitlines()[0]).strip()
+
+
+def has_objectives(path: Path) -> bool:
+    """Whether the first markdown cell holds a ``**Learning objectives.**`` paragraph with a list."""
+    cells = json.loads(path.read_text())["cells"]
+    first = next((c for c in cells if c["cell_type"] == "markdown"), None)
+    source = "" if first is None else (first["source"] if isinstance(first["source"], str) else "".join(first["source"]))
+    after = source.split(OBJECTIVES, 1)[1] if OBJECTIVES in source else ""
+    return bool(re.search(r"^\s*[-*] \S", after, flags=re.M))
+
+
+def load_parts(root: Path, edition: str) -> list[Part]:
+    """The seven parts of ``book/_parts.yml`` with each existing notebook's page filled in."""
+    import yaml
+
+    folder = EDITIONS[edition]
+    existing = existing_notebooks(root, folder)
+    spec = yaml.safe_load((root / "book" / "_parts.yml").read_text())["parts"]
+    parts = []
+    for number, part in enumerate(spec, start=1):
+        entries = []
+        for item in part["notebooks"]:
+            entry = Entry(int(item["number"]), item["slug"], item["short"], item["question"])
+            path = existing.get(entry.number)
+            if path is not None:
+                entry.page = f"{folder}/{path.parent.name}/{path.stem}"
+                entry.title = notebook_title(path)
+            entries.append(entry)
+        parts.append(Part(number, part["slug"], part["title"], part.get("summary", ""), entries))
+    listed = [e.number for p in parts for e in p.entries]
+    unlisted = sorted(set(existing) - set(listed))
+    if unlisted:
+        raise CvcourseError(f"notebooks {unlisted} are in no part of book/_parts.yml: add them there")
+    return parts
+
+
+# ---------------------------------------------------------------- generated pages
+
+
+def toc(parts: list[Part]) -> str:
+    """``_toc.yml``: the welcome page, the course pages, then each part (intro + existing notebooks)."""
+    lines = ["# Generated by cvcourse.book from book/_parts.yml and the notebooks that exist: do not edit.",
+             "format: jb-book", "root: intro", "parts:",
+             "  - caption: The course", "    chapters:",
+             "      - file: running", "      - file: grading", "      - file: status"]
+    for part in parts:
+        lines += [f"  - caption: \"Part {part.number}. {part.title}\"", "    chapters:",
+                  f"      - file: {part.page}", "        title: Introduction"]
+        for entry in part.entries:
+            if entry.page:
+                lines += [f"      - file: {entry.page}", f"        title: \"{entry.label}\""]
+    return "\n".join(lines) + "\n"
+
+
+def part_notebooks(part: Part, prefix: str = "../") -> str:
+    """The list of a part's notebooks for its page: links for those that exist, planned for the rest."""
+    ready = sum(1 for e in part.entries if e.page)
+    lines = ["## The notebooks of this part", "",
+             f"{ready} of {len(part.entries)} notebooks are ready; read them in this order.", ""]
+    for entry in part.entries:
+        if entry.page:
+            lines.append(f"- **[{entry.label}]({prefix}{entry.page}.ipynb)**: {entry.question}")
+        else:
+            lines.append(f"- {entry.label} *(planned)*: {entry.question}")
+    return "\n".join(lines)
+
+
+def parts_table(parts: list[Part]) -> str:
+    lines = ["| part | what it covers | notebooks ready |", "|---|---|---|"]
+    for part in parts:
+        ready = sum(1 for e in part.entries if e.page)
+        lines.append(f"| [Part {part.number}. {part.title}]({part.page}.md) | {part.summary[:1].upper()}{part.summary[1:]} "
+                     f"| {ready} of {len(part.entries)} |")
+    return "\n".join(lines)
+
+
+def status_section(report: dict, pages: dict[str, str], existing: set[str]) -> str:
+    """One report as a section of the status page."""
+    from cvcourse import report as reports
+
+    machine = report.get("machine", {})
+    where = machine.get("cuda") or f"CPU only, {machine.get('cpus', '?')} cores"
+    if machine.get("omp_num_threads"):
+        where += f", OMP_NUM_THREADS={machine['omp_num_threads']}"
+    lines = [f"## The `{report['profile']}` profile", "",
+             f"Updated {report.get('updated', '?')} on {where} (PyTorch {machine.get('torch', '?')}, "
+             f"Python {machine.get('python', '?')}). {reports.summary(report)}.", ""]
+    if not report.get("judged", True):
+        lines += ["The `ci` profile runs at tiny sizes to test the notebooks quickly, so its headline "
+                  "numbers are recorded but not judged against the targets (set for `cpu` and `gpu`).", ""]
+    lines.append(reports.markdown(report, links=pages))
+    missing = sorted(existing - {e["notebook"] for e in report["notebooks"]})
+    if missing:
+        lines += ["", "Not measured in this profile yet: " + ", ".join(f"`{m}`" for m in missing) + "."]
+    return "\n".join(lines)
+
+
+def status_page_body(root: Path, parts: list[Part]) -> str:
+    """The status page: the ``cpu`` report, the ``gpu`` one where a GPU made one, then ``ci``."""
+    from cvcourse import report as reports
+
+    pages = {Path(e.page).name: f"{e.page}.ipynb" for p in parts for e in p.entries if e.page}
+    sections = []
+    for profile in REPORT_ORDER:
+        found = reports.load(root / "book" / "reports" / f"report-{profile}.json")
+        if found is not None:
+            sections.append(status_section(found, pages, set(pages)))
+        elif profile != "ci":
+            where = "" if profile == "cpu" else " on a machine with CUDA"
+            sections.append(f"## The `{profile}` profile\n\nNo `{profile}` report yet: run "
+                            f"`.venv/bin/cvcourse report --profile {profile}`{where} and commit `book/reports/`.")
+    return "\n\n".join(sections)
+
+
+# ---------------------------------------------------------------- staging and building
+
+
+def _write(path: Path, data: bytes | str) -> None:
+    """Write only if the content changed, so Sphinx re-reads only what changed."""
+    data = data.encode() if isinstance(data, str) else data
+    if path.exists() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _fill(text: str, name: str, content: str) -> str:
+    return text.replace(PLACEHOLDER.format(name), content)
+
+
+def edition_dir(root: Path, edition: str, profile: str | None = None) -> Path:
+    name = edition if edition == "learner" or profile in (None, "cpu") else f"{edition}-{profile}"
+    return root / "book" / "_build" / name
+
+
+def stage(root: Path, edition: str, profile: str = "cpu") -> Path:
+    """Write the staged book for ``edition`` under ``book/_build/<edition>/src``; return that folder."""
+    import yaml
+
+    if edition not in EDITIONS:
+        raise unknown_choice("edition", edition, EDITIONS)
+    book, folder = root / "book", EDITIONS[edition]
+    parts = load_parts(root, edition)
+    base = edition_dir(root, edition, profile)
+    src = base / "src"
+    src.mkdir(parents=True, exist_ok=True)
+
+    config = yaml.safe_load((book / "_config.yml").read_text())
+    if edition == "instructor":
+        config["title"] += " (instructor edition" + ("" if profile == "cpu" else f", {profile} profile") + ")"
+        config["execute"]["execute_notebooks"] = "cache"
+        config["execute"]["cache"] = str(root / "book" / "_build" / f".jupyter_cache-{profile}")
+        config["sphinx"]["config"]["nb_execution_raise_on_error"] = True  # a failing notebook fails the build
+    _write(src / "_config.yml", "# Staged by cvcourse.book from book/_config.yml.\n"
+           + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    _write(src / "_toc.yml", toc(parts))
+    for extra in ("_ext", "_static"):
+        for path in (book / extra).glob("*.*"):
+            _write(src / extra / path.name, path.read_bytes())
+
+    for name in STATIC_PAGES:
+        text = (book / name).read_text()
+        text = _fill(text, "parts-table", parts_table(parts))
+        if name == "status.md":
+            text = _fill(text, "status", status_page_body(root, parts))
+        _write(src / name, text)
+    for part in parts:
+        text = (book / "parts" / f"{part.slug}.md").read_text()
+        _write(src / f"{part.page}.md", _fill(text, "notebooks", part_notebooks(part)))
+
+    wanted = {f"{e.page}.ipynb" for p in parts for e in p.entries if e.page}
+    for page in wanted:
+        _write(src / page, (root / page).read_bytes())
+    for other in ("course", "solutions"):  # notebooks removed from the course, or of the other edition
+        for stale in (src / other).glob("*/*.ipynb"):
+            if str(stale.relative_to(src)) not in wanted:
+                shutil.rmtree(stale.parent)
+    missing = [p for p in sorted(wanted) if not has_objectives(root / p)]
+    if missing:
+        print(f"cvcourse book: warning: no '{OBJECTIVES}' list in the first cell of: {', '.join(missing)}",
+              file=sys.stderr)
+    return src
+
+
+def build(root: Path, edition: str = "learner", profile: str | None = None, quiet: bool = False) -> Path:
+    """Stage and build ``edition``; return the folder of the HTML site.
+
+    The instructor edition executes its notebooks under ``profile`` (default ``cpu``), cached per
+    profile in ``book/_build/.jupyter_cache-<profile>``.
+    """
+    from cvcourse.report import check_profile
+
+    profile = check_profile(profile or "cpu")
+    src = stage(root, edition, profile)
+    out = src.parent
+    env = {**os.environ, "CVCOURSE_PROFILE": profile, "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(src), "--path-output", str(out)]
+    if quiet:
+        command.append("--quiet")
+    started = time.perf_counter()
+    result = subprocess.run(command, env=env, cwd=root)
+    if result.returncode != 0:
+        raise CvcourseError(f"jupyter-book build of the {edition} edition failed (exit {result.returncode}); "
+                            "see its output above")
+    html = out / "_build" / "html"
+    print(f"cvcourse book: {edition} edition built in {time.perf_counter() - started:.0f} s: "
+          f"{html / 'index.html'}")
+    return html
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cvcourse.book", description=__doc__.split("\n")[0])
+    parser.add_argument("--edition", default="learner", help="learner (from course/) or instructor (from solutions/)")
+    parser.add_argument("--profile", default=None, help="profile the instructor edition runs in (default: cpu)")
+    parser.add_argument("--stage-only", action="store_true", help="write the staged pages, do not build")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    from cvcourse.grading import project_root
+
+    try:
+        root = project_root()
+        if args.stage_only:
+            print(stage(root, args.edition, args.profile or "cpu"))
+        else:
+            build(root, args.edition, args.profile, quiet=args.quiet)
+    except CvcourseError as error:
+        print(f"cvcourse book: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
