@@ -19,14 +19,15 @@ from harness import load_mutants, secret_lines, submission, write
 pytestmark = pytest.mark.slow
 
 ALL = [p.stem for p in solution_notebooks()]
-FIRST = ALL[0]  # the notebook graded to full marks (and with a mistake): one is enough to prove the pipeline
+FIRST = ALL[0]  # the notebook graded with a mistake, zipped and broken: one is enough to prove the pipeline
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """One class, graded once: the rows of grades.csv, gradebook.json, and the output folder."""
     subs = tmp_path_factory.mktemp("submissions")
-    write(submission(FIRST), subs / "ada" / f"{FIRST}.ipynb")
+    for name in ALL:  # every notebook answered as its solutions do
+        write(submission(name), subs / "ada" / f"{name}.ipynb")
     mutant = load_mutants(FIRST)[0]
     write(submission(FIRST, mutant=mutant), subs / "mut" / f"{FIRST}.ipynb")
     for name in ALL:  # an untouched copy of every learner notebook
@@ -61,11 +62,13 @@ def max_points(name):
     return sum(grading.graded_cells(notebooks.read(ROOT / "solutions" / name / f"{name}.ipynb")).values())
 
 
-def test_solved_notebook_gets_full_marks(graded):
-    r = row(graded, "ada", FIRST)
-    assert float(r["score"]) == float(r["max_score"]) == max_points(FIRST) > 0 and not r["reason"]
-    cells = graded["book"]["ada"][FIRST]["cells"]
-    assert set(cells) == set(grading.graded_cells(notebooks.read(ROOT / "solutions" / FIRST / f"{FIRST}.ipynb")))
+@pytest.mark.parametrize("name", ALL)
+def test_solved_notebook_gets_full_marks_in_the_sandbox(graded, name):
+    # Full marks with no reason: the sandbox and the integrity guard leave an honest notebook alone.
+    r = row(graded, "ada", name)
+    assert float(r["score"]) == float(r["max_score"]) == max_points(name) > 0 and not r["reason"], r
+    cells = graded["book"]["ada"][name]["cells"]
+    assert set(cells) == set(grading.graded_cells(notebooks.read(ROOT / "solutions" / name / f"{name}.ipynb")))
 
 
 @pytest.mark.parametrize("name", ALL)

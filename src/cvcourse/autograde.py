@@ -86,7 +86,8 @@ class GuardedExecute(Execute):
                 f"_i.cap_streams({MAX_KERNEL_OUTPUT})\ndel _b, _i", cell_index)
         if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
             outputs = await self._run_hidden(f"print('\\x00'.join({self._token}()))", cell_index)
-            text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+            text = "".join(o.get("text", "") for o in outputs
+                           if o.get("output_type") == "stream" and o.get("name") == "stdout")
             failed = any(o.get("output_type") == "error" for o in outputs)
             REPAIRED.update(name for name in text.strip().split("\x00") if name)
             if failed:  # the guard itself was broken: the tests cannot be trusted, so they do not run
