@@ -1,0 +1,48 @@
+"""Mistakes learners make when building data-parallel training by hand (notebook 12-ddp-mechanics)."""
+
+MUTANTS = [
+    # shard_indices
+    dict(cell="shard_indices", test="test_shard_indices", why="seeds with seed only: the same order every epoch",
+         replace=[("generator.manual_seed(seed + epoch)", "generator.manual_seed(seed)")]),
+    dict(cell="shard_indices", test="test_shard_indices", why="contiguous blocks instead of every world_size-th index",
+         replace=[("return order[rank:total:world_size]", "return order[rank * per_rank:(rank + 1) * per_rank]")]),
+    dict(cell="shard_indices", test="test_shard_indices", why="floor instead of ceil: drops the remainder without drop_last",
+         replace=[("per_rank = n // world_size if drop_last else -(-n // world_size)", "per_rank = n // world_size")]),
+    dict(cell="shard_indices", test="test_shard_indices", why="pads only once: wrong when the dataset is smaller than the padding",
+         replace=[("order = [order[i % n] for i in range(total)]", "order = order + order[:total - n]")]),
+    dict(cell="shard_indices", test="test_shard_indices", why="draws the permutation from the global RNG: ranks disagree",
+         replace=[("torch.randperm(n, generator=generator)", "torch.randperm(n)")]),
+    dict(cell="shard_indices", test="test_shard_indices", why="pads with the last index instead of wrapping around",
+         replace=[("order = [order[i % n] for i in range(total)]", "order = order + [order[-1]] * (total - n)")]),
+    # average_gradients
+    dict(cell="average_gradients", test="test_average_gradients", why="sums the gradients and forgets to divide",
+         replace=[("        param.grad /= world_size\n", "")]),
+    dict(cell="average_gradients", test="test_average_gradients", why="all-reduces a copy, so the gradient never changes",
+         replace=[("dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)", "dist.all_reduce(param.grad.clone(), op=dist.ReduceOp.SUM)")]),
+    dict(cell="average_gradients", test="test_average_gradients", why="reduces to rank 0 only: the other ranks keep garbage",
+         replace=[("dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)", "dist.reduce(param.grad, dst=0)")]),
+    dict(cell="average_gradients", test="test_average_gradients", why="averages the parameters instead of the gradients",
+         replace=[("dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)  # in place: every rank now holds the sum\n        param.grad /= world_size",
+                   "dist.all_reduce(param.data, op=dist.ReduceOp.SUM)\n        param.data /= world_size")]),
+    dict(cell="average_gradients", test="test_average_gradients", why="takes the largest gradient instead of the sum",
+         replace=[("op=dist.ReduceOp.SUM", "op=dist.ReduceOp.MAX")]),
+    dict(cell="average_gradients", test="test_average_gradients", why="crashes on a frozen parameter whose grad is None",
+         replace=[("        if param.grad is None:\n            continue\n", "")]),
+    # broadcast_parameters
+    dict(cell="broadcast_parameters", test="test_broadcast_parameters", why="forgets the buffers (batch-norm statistics)",
+         replace=[("[*model.parameters(), *model.buffers()]", "[*model.parameters()]")]),
+    dict(cell="broadcast_parameters", test="test_broadcast_parameters", why="broadcasts a copy, so nothing is overwritten",
+         replace=[("dist.broadcast(tensor, src=src)", "dist.broadcast(tensor.clone(), src=src)")]),
+    dict(cell="broadcast_parameters", test="test_broadcast_parameters", why="always broadcasts from rank 0, ignoring src",
+         replace=[("dist.broadcast(tensor, src=src)", "dist.broadcast(tensor, src=0)")]),
+    # train_step
+    dict(cell="train_step", test="test_train_step", why="never zeroes the gradients: they accumulate over steps",
+         replace=[("    optimizer.zero_grad()\n", "")]),
+    dict(cell="train_step", test="test_train_step", why="steps before averaging: the replicas drift apart",
+         replace=[("    average_gradients(model)  # every rank now holds the global batch's gradient\n    optimizer.step()          # ... and takes the same step\n",
+                   "    optimizer.step()\n    average_gradients(model)\n")]),
+    dict(cell="train_step", test="test_train_step", why="returns this rank's loss, not the global batch's",
+         replace=[("return total.item() / dist.get_world_size()", "return loss.item()")]),
+    dict(cell="train_step", test="test_train_step", why="forgets to average the gradients at all",
+         replace=[("    average_gradients(model)  # every rank now holds the global batch's gradient\n", "")]),
+]

@@ -1,0 +1,48 @@
+"""Mistakes learners make with the cost and the mechanics of all-reduce (notebook 29-distributed-performance)."""
+
+MUTANTS = [
+    # ring_allreduce_seconds
+    dict(cell="ring_allreduce_seconds", test="test_ring_allreduce_seconds", why="counts only the reduce-scatter: p - 1 steps",
+         replace=[("steps = 2 * (world_size - 1)", "steps = world_size - 1")]),
+    dict(cell="ring_allreduce_seconds", test="test_ring_allreduce_seconds", why="p steps per phase instead of p - 1",
+         replace=[("steps = 2 * (world_size - 1)", "steps = 2 * world_size")]),
+    dict(cell="ring_allreduce_seconds", test="test_ring_allreduce_seconds", why="every step sends the whole message",
+         replace=[("chunk = nbytes / world_size", "chunk = nbytes")]),
+    dict(cell="ring_allreduce_seconds", test="test_ring_allreduce_seconds", why="pays the latency once instead of per step",
+         replace=[("seconds = steps * (alpha + chunk * beta)", "seconds = alpha + steps * chunk * beta")]),
+    # ring_allreduce
+    dict(cell="ring_allreduce", test="test_ring_allreduce", why="stops after the reduce-scatter: no all-gather",
+         replace=[("for step in range(p - 1):  # all-gather", "for step in range(0):  # all-gather")]),
+    dict(cell="ring_allreduce", test="test_ring_allreduce", why="adds in the all-gather instead of copying",
+         replace=[("chunks[receive].copy_(buffer)", "chunks[receive] += buffer")]),
+    dict(cell="ring_allreduce", test="test_ring_allreduce", why="receives into the chunk it just sent (index off by one)",
+         replace=[("send, receive = (rank - step) % p, (rank - step - 1) % p", "send, receive = (rank - step) % p, (rank - step) % p")]),
+    dict(cell="ring_allreduce", test="test_ring_allreduce", why="all-gather forwards the wrong chunk",
+         replace=[("send, receive = (rank - step + 1) % p, (rank - step) % p", "send, receive = (rank - step) % p, (rank - step - 1) % p")]),
+    dict(cell="ring_allreduce", test="test_ring_allreduce", why="takes the easy way out with dist.all_reduce",
+         replace=[("    rank, p = dist.get_rank(), dist.get_world_size()\n",
+                   "    dist.all_reduce(tensor)\n    return tensor\n    rank, p = dist.get_rank(), dist.get_world_size()\n")]),
+    # fit_alpha_beta
+    dict(cell="fit_alpha_beta", test="test_fit_alpha_beta", why="ordinary least squares: absolute instead of relative error",
+         replace=[("weighted = design / t[:, None]", "weighted = design"),
+                  ("np.linalg.lstsq(weighted, np.ones_like(t), rcond=None)", "np.linalg.lstsq(weighted, t, rcond=None)")]),
+    dict(cell="fit_alpha_beta", test="test_fit_alpha_beta", why="forgets the 2 (p - 1) steps in the latency column",
+         replace=[("np.full_like(n, steps)", "np.ones_like(n)")]),
+    dict(cell="fit_alpha_beta", test="test_fit_alpha_beta", why="bandwidth column uses n instead of n / p",
+         replace=[("steps * n / world_size", "steps * n")]),
+    dict(cell="fit_alpha_beta", test="test_fit_alpha_beta", why="divides the rows by the squared time",
+         replace=[("weighted = design / t[:, None]", "weighted = design / t[:, None] ** 2")]),
+    # accumulate_gradients
+    dict(cell="accumulate_gradients", test="test_accumulate_gradients", why="divides by the number of micro-batches, wrong for unequal pieces",
+         replace=[("* (len(ys) / len(y))", "/ micro_batches")]),
+    dict(cell="accumulate_gradients", test="test_accumulate_gradients", why="sums the micro-batch means without weighting",
+         replace=[("* (len(ys) / len(y))", "")]),
+    dict(cell="accumulate_gradients", test="test_accumulate_gradients", why="forgets to zero the old gradients",
+         replace=[("    model.zero_grad()\n", "")]),
+    dict(cell="accumulate_gradients", test="test_accumulate_gradients", why="no_sync on every micro-batch: DDP never all-reduces",
+         replace=[("if is_ddp and not last", "if is_ddp")]),
+    dict(cell="accumulate_gradients", test="test_accumulate_gradients", why="never uses no_sync: an all-reduce per micro-batch",
+         replace=[("if is_ddp and not last", "if False")]),
+    dict(cell="accumulate_gradients", test="test_accumulate_gradients", why="returns the last micro-batch's loss",
+         replace=[("total += loss.item()", "total = loss.item()")]),
+]
