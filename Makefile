@@ -57,11 +57,11 @@ grade: setup
 
 # The course website (Jupyter Book 1, offline): learner edition from course/, not executed.
 book: setup
-	$(BIN)/python -m cvcourse.book --edition learner
+	$(BIN)/cvcourse book --edition learner
 
 # Instructor edition from solutions/, executed in $(PROFILE) with execution cached in book/_build/.
 book-instructor: setup
-	$(BIN)/python -m cvcourse.book --edition instructor --profile $(PROFILE)
+	$(BIN)/cvcourse book --edition instructor --profile $(PROFILE)
 
 lock: setup
 	{ echo "# Exact versions installed by 'make setup' (pip install --no-deps -r requirements.lock)."; \

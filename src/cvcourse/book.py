@@ -12,12 +12,11 @@ staged with the repository's own layout (``course/NN-slug/NN-slug.ipynb``) under
 ``book/_build/<edition>/src`` so that the Binder and Colab buttons point at the right files, and the
 site is written to ``book/_build/<edition>/_build/html``.
 
-Run ``python -m cvcourse.book --edition learner|instructor [--profile ci|cpu|gpu]`` or ``make book``.
+Run ``cvcourse book --edition learner|instructor [--profile ci|cpu|gpu]``, or ``make book`` / ``make book-instructor``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -223,7 +222,7 @@ def stage(root: Path, edition: str, profile: str = "cpu") -> Path:
 
     if edition not in EDITIONS:
         raise unknown_choice("edition", edition, EDITIONS)
-    book, folder = root / "book", EDITIONS[edition]
+    book = root / "book"
     parts = load_parts(root, edition)
     base = edition_dir(root, edition, profile)
     src = base / "src"
@@ -291,28 +290,3 @@ def build(root: Path, edition: str = "learner", profile: str | None = None, quie
     print(f"cvcourse book: {edition} edition built in {time.perf_counter() - started:.0f} s: "
           f"{html / 'index.html'}")
     return html
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cvcourse.book", description=__doc__.split("\n")[0])
-    parser.add_argument("--edition", default="learner", help="learner (from course/) or instructor (from solutions/)")
-    parser.add_argument("--profile", default=None, help="profile the instructor edition runs in (default: cpu)")
-    parser.add_argument("--stage-only", action="store_true", help="write the staged pages, do not build")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    from cvcourse.grading import project_root
-
-    try:
-        root = project_root()
-        if args.stage_only:
-            print(stage(root, args.edition, args.profile or "cpu"))
-        else:
-            build(root, args.edition, args.profile, quiet=args.quiet)
-    except CvcourseError as error:
-        print(f"cvcourse book: error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The ``cvcourse`` command: release, grade, doctor.
+"""The ``cvcourse`` command: release, grade, report, book, doctor.
 
 User mistakes (a wrong name, a missing folder) end with one line on stderr and exit status 2.
 """
@@ -54,6 +54,16 @@ def _report(args) -> None:
         print(f"cvcourse report: {len(failed)} notebook(s) failed: "
               + "; ".join(f"{e['notebook']} ({e['error']})" for e in failed), file=sys.stderr)
         raise SystemExit(1)
+
+
+def _book(args) -> None:
+    from cvcourse import book, grading
+
+    root = grading.project_root()
+    if args.stage_only:
+        print(book.stage(root, args.edition, args.profile or "cpu"))
+    else:
+        book.build(root, args.edition, args.profile, quiet=args.quiet)
 
 
 def _doctor(args) -> None:
@@ -123,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-book-cache", action="store_true",
                         help="do not store the executed notebooks for `make book-instructor`")
     report.set_defaults(run=_report)
+
+    site = commands.add_parser("book", help="build the course website (learner or instructor edition)")
+    site.add_argument("--edition", choices=("learner", "instructor"), default="learner",
+                      help="learner (from course/) or instructor (from solutions/, executed)")
+    site.add_argument("--profile", choices=("ci", "cpu", "gpu"), default=None,
+                      help="profile the instructor edition runs in (default: cpu)")
+    site.add_argument("--stage-only", action="store_true", help="write the staged pages, do not build")
+    site.add_argument("--quiet", action="store_true")
+    site.set_defaults(run=_book)
 
     doctor = commands.add_parser("doctor", help="show device, profile, versions, offline data and weights")
     doctor.set_defaults(run=_doctor)
