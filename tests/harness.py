@@ -56,11 +56,14 @@ def write(nb, path: Path) -> Path:
 
 def secret_lines(name: str) -> set[str]:
     """Lines of the hidden tests of ``name`` that a learner never sees: hidden-region lines (longer than
-    12 characters) that appear nowhere in the released learner notebook."""
-    released = {line.strip() for c in notebooks.read(ROOT / "course" / name / f"{name}.ipynb").cells
-                for line in c.source.splitlines()}
+    12 characters) that appear nowhere in the released learner notebook nor in the answers (a learner's
+    feedback shows their own code, which may share a line with a hidden test)."""
+    source = notebooks.read(ROOT / "solutions" / name / f"{name}.ipynb")
+    seen = [*notebooks.read(ROOT / "course" / name / f"{name}.ipynb").cells, *notebooks.solution_cells(source)]
+    released = {line.strip() for c in seen for line in c.source.splitlines()}
     secret = set()
-    for cell in notebooks.test_cells(notebooks.read(ROOT / "solutions" / name / f"{name}.ipynb")):
+    for cell in notebooks.test_cells(source):
         region = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
         secret |= {line.strip() for line in region.splitlines() if len(line.strip()) > 12}
-    return secret - released
+    # A hidden line that a shown line contains (the same call with a comment after it) is not a secret.
+    return {line for line in secret if not any(line in shown for shown in released)}
