@@ -131,8 +131,10 @@ def fixtures(out: Path, submissions: Path) -> list[Fixture]:
         # Each of the three cells that call it is interrupted at the cell limit; only its test cell is graded.
         Fixture("loop-in-function", _append("global_pool2d", "def global_pool2d(x, mode='avg'):\n    while True:\n"
                                                                "        pass"), full() - points("test_global_pool2d")),
-        Fixture("memory-bomb", _prepend("blur_pool2d", "_hoard = []\nwhile True:\n    _hoard.append(bytearray(2**27))"),
-                full() - blur),
+        # A 40 GB tensor (a size typed wrong) fails at once under the memory limit instead of swapping the
+        # machine. A bomb that keeps what it grabbed in a global is not here: the kernel then starves in
+        # whichever later cell allocates, so where it dies is a matter of chance.
+        Fixture("memory-bomb", _prepend("blur_pool2d", "_huge = torch.randn(100_000, 100_000)"), full() - blur),
         Fixture("slow-notebook", _slow(), 0, reason=r"ran past the \d+ s limit"),
         Fixture("sys-exit", _prepend("blur_pool2d", "import sys\nsys.exit()"), full() - blur),
         Fixture("os-exit", _prepend("blur_pool2d", "import os\nos._exit(0)"), 0, reason=r"the kernel died"),
