@@ -24,7 +24,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Exec
                                     LimitOutput, NbGraderPreprocessor, SaveAutoGrades)
 from traitlets import Unicode
 
-from cvcourse import sandbox
+from cvcourse import sandbox, zygote
 from cvcourse.grading import _api, _first_error_line, atomic_write_json, course_config
 from cvcourse.integrity import import_lines
 from cvcourse.notebooks import setup_cell
@@ -48,6 +48,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         wrapper = [sys.executable, "-m", "cvcourse.sandbox", "--home", settings["home"]]
         if settings.get("memory"):
             wrapper += ["--memory", str(int(settings["memory"]))]
+        if settings.get("zygote"):
+            wrapper += ["--zygote", settings["zygote"]]
         return [*wrapper, "--", *command]
 
 
@@ -201,7 +203,8 @@ def run_task(task_dir: Path) -> dict:
     learner, assignment = task["learner"], task["assignment"]
     config = _config(task_dir, task)
     home = sandbox.make_home(task_dir / "home")
-    os.environ[SANDBOX_ENV] = json.dumps({"memory": task.get("memory"), "home": str(home)})
+    os.environ[SANDBOX_ENV] = json.dumps({"memory": task.get("memory"), "home": str(home),
+                                          "zygote": os.environ.get(zygote.SOCKET_ENV)})
     result = {**task, "score": 0.0, "cells": {}, "reason": None}
     try:
         api = _api(config)

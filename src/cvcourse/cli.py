@@ -31,7 +31,8 @@ def _grade(args) -> None:
     if args.jobs < 1 or args.memory <= 0 or args.timeout <= 0 or args.cell_timeout <= 0:
         raise CvcourseError("--jobs, --memory, --timeout and --cell-timeout must be positive")
     options = grading.GradeOptions(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout,
-                                   memory_gb=args.memory, jobs=args.jobs, force=args.force, scheduler=args.scheduler)
+                                   memory_gb=args.memory, jobs=args.jobs, force=args.force, scheduler=args.scheduler,
+                                   warm_kernels=not args.cold_kernels)
     rows = grading.grade(Path(args.submissions), Path(args.out), options)
     learners = len({r["learner"] for r in rows})
     problems = sum(1 for r in rows if r["reason"])
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--force", action="store_true", help="regrade submissions graded before")
     grade.add_argument("--scheduler", metavar="ADDRESS",
                        help="a Dask scheduler (tcp://host:8786): grade on its workers (they share this file system)")
+    grade.add_argument("--cold-kernels", action="store_true",
+                       help="start every kernel from scratch instead of forking it from one that imported torch")
     grade.set_defaults(run=_grade)
 
     report = commands.add_parser("report", help="run solutions notebooks under a profile: time, memory, headlines")

@@ -14,6 +14,7 @@ killed run resumes. The batch then gathers the results into ``grades.csv``, ``sc
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -294,6 +295,7 @@ class GradeOptions:
     jobs: int = 1                    # tasks at once on this machine
     force: bool = False              # regrade submissions graded before with the same inputs
     scheduler: str | None = None     # a Dask scheduler address: run the tasks on its workers
+    warm_kernels: bool = True        # fork local kernels from a zygote that imported torch once
 
 
 def _task_key(root: Path, submission: Submission, options: GradeOptions) -> str:
@@ -329,30 +331,32 @@ def _prepare_task(root: Path, out: Path, submission: Submission, template: Path,
     return task_dir
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    import ctypes
-    import signal
+def _task_env(task_dir: Path | None, options: GradeOptions) -> dict[str, str]:
+    """The environment of a grading task and of its kernel."""
+    threads = max(1, (os.cpu_count() or 1) // max(1, options.jobs))  # no oversubscription across jobs
+    env = {**os.environ, "CVCOURSE_PROFILE": GRADING_PROFILE, "OMP_NUM_THREADS": str(threads),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if task_dir is not None:
+        env.update({"CVCOURSE_CACHE": str(task_dir / "cache"), "JUPYTER_RUNTIME_DIR": str(task_dir / "runtime")})
+    return env
 
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a killed grader leaves no task behind
-    except (OSError, AttributeError):
-        pass
 
+def run_in_subprocess(task_dir: Path, options: GradeOptions, zygote: Path | None = None) -> dict:
+    """Run one task (``python -m cvcourse.autograde``) with a wall-time limit; always return a result.
 
-def run_in_subprocess(task_dir: Path, options: GradeOptions) -> dict:
-    """Run one task (``python -m cvcourse.autograde``) with a wall-time limit; always return a result."""
-    from cvcourse import sandbox
+    ``zygote``: the socket of this run's warm kernel factory (:mod:`cvcourse.zygote`), if it has one.
+    """
+    from cvcourse import sandbox, zygote as warm
 
     task = json.loads((task_dir / "task.json").read_text())
-    threads = max(1, (os.cpu_count() or 1) // max(1, options.jobs))  # no oversubscription across jobs
-    env = {**os.environ, "CVCOURSE_PROFILE": GRADING_PROFILE, "CVCOURSE_CACHE": str(task_dir / "cache"),
-           "OMP_NUM_THREADS": str(threads), "JUPYTER_RUNTIME_DIR": str(task_dir / "runtime"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = _task_env(task_dir, options)
+    if zygote is not None:
+        env[warm.SOCKET_ENV] = str(zygote)
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "cvcourse.autograde", str(task_dir)], cwd=task_dir, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=sandbox.die_with_parent,
     )
     try:
         _, stderr = process.communicate(timeout=options.notebook_timeout)
@@ -395,9 +399,28 @@ def _dispatch(tasks: list[Path], options: GradeOptions, client=None):
         for future in as_completed(futures):
             yield future.result()
         return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-        for future in concurrent.futures.as_completed([pool.submit(run_in_subprocess, t, options) for t in tasks]):
+    with _warm_kernels(options) as zygote, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+        futures = [pool.submit(run_in_subprocess, t, options, zygote) for t in tasks]
+        for future in concurrent.futures.as_completed(futures):
             yield future.result()
+
+
+@contextlib.contextmanager
+def _warm_kernels(options: GradeOptions):
+    """The socket of a zygote for this run's kernels, or None (each kernel then starts cold)."""
+    from cvcourse import zygote
+
+    if not options.warm_kernels:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="cvcourse-zygote-"))  # short: a socket path has 107 bytes at most
+    process = zygote.start(folder / "socket", _task_env(None, options))
+    try:
+        yield folder / "socket" if process is not None else None
+    finally:
+        zygote.stop(process)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def grade(submissions: Path, out: Path, options: GradeOptions | None = None, progress=None) -> list[dict]:
