@@ -285,6 +285,9 @@ def _template_gradebook(root: Path, out: Path, assignments: list[str]) -> Path:
     return template
 
 
+STDERR_FILE = "stderr.txt"  # a task's own error output, in its folder
+
+
 @dataclasses.dataclass
 class GradeOptions:
     """Limits and dispatch for one grading run."""
@@ -341,10 +344,62 @@ def _task_env(task_dir: Path | None, options: GradeOptions) -> dict[str, str]:
     return env
 
 
-def run_in_subprocess(task_dir: Path, options: GradeOptions, zygote: Path | None = None) -> dict:
-    """Run one task (``python -m cvcourse.autograde``) with a wall-time limit; always return a result.
+def _task_main(task_dir: str, env: dict[str, str]) -> None:
+    """A task forked by the task server: its own session, environment and folder, then the grading."""
+    from cvcourse import sandbox
+    from cvcourse.autograde import run_task
 
-    ``zygote``: the socket of this run's warm kernel factory (:mod:`cvcourse.zygote`), if it has one.
+    os.setsid()
+    sandbox.die_with_parent()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(task_dir)
+    with open(os.devnull, "wb") as devnull, open(Path(task_dir) / STDERR_FILE, "wb") as stderr:
+        os.dup2(devnull.fileno(), 1)
+        os.dup2(stderr.fileno(), 2)
+    run_task(Path(task_dir))
+
+
+def _task_server():
+    """The process that forks warm tasks: it imported nbgrader and cvcourse's autograder once."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["cvcourse.autograde"])
+    return context
+
+
+def _start_task(task_dir: Path, env: dict[str, str], warm: bool):
+    """Start one task: forked from the task server when ``warm``, else as ``python -m cvcourse.autograde``."""
+    from cvcourse import sandbox
+
+    if warm:
+        process = _task_server().Process(target=_task_main, args=(str(task_dir), env))
+        process.start()
+        return process
+    with open(task_dir / STDERR_FILE, "wb") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "cvcourse.autograde", str(task_dir)], cwd=task_dir, env=env,
+                                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                                preexec_fn=sandbox.die_with_parent)
+
+
+def _wait(process, timeout: float | None) -> bool:
+    """Whether the task ended within ``timeout`` seconds."""
+    if isinstance(process, subprocess.Popen):
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    process.join(timeout)
+    return not process.is_alive()
+
+
+def run_in_subprocess(task_dir: Path, options: GradeOptions, zygote: Path | None = None) -> dict:
+    """Run one task in its own process with a wall-time limit; always return a result.
+
+    ``zygote``: the socket of this run's warm kernel factory (:mod:`cvcourse.zygote`); with it the task
+    process is forked warm too. Without it (a Dask worker) the task and its kernel start from scratch.
     """
     from cvcourse import sandbox, zygote as warm
 
@@ -353,16 +408,10 @@ def run_in_subprocess(task_dir: Path, options: GradeOptions, zygote: Path | None
     if zygote is not None:
         env[warm.SOCKET_ENV] = str(zygote)
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cvcourse.autograde", str(task_dir)], cwd=task_dir, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=sandbox.die_with_parent,
-    )
-    try:
-        _, stderr = process.communicate(timeout=options.notebook_timeout)
-    except subprocess.TimeoutExpired:
+    process = _start_task(task_dir, env, warm=zygote is not None)
+    if not _wait(process, options.notebook_timeout):
         os.killpg(process.pid, 9)  # the task; its kernel dies with it (sandbox: parent-death signal)
-        process.communicate()
+        _wait(process, None)
         sandbox.remove_home((task_dir / "home").resolve())  # and whatever the kernel started
         result = {**task, "score": 0.0, "cells": {}, "reason": f"ran past the {options.notebook_timeout:g} s limit"}
         atomic_write_json(task_dir / "result.json", result)
@@ -371,6 +420,7 @@ def run_in_subprocess(task_dir: Path, options: GradeOptions, zygote: Path | None
         if result_file.exists():
             result = json.loads(result_file.read_text())
         else:
+            stderr = (task_dir / STDERR_FILE).read_text(errors="replace")
             last = (stderr.strip().splitlines() or ["no output"])[-1]
             result = {**task, "score": 0.0, "cells": {}, "reason": f"the grader stopped: {last}"}
     return {**result, "seconds": time.perf_counter() - started}

@@ -1,6 +1,6 @@
 """Benchmark: `cvcourse grade` against plain sequential `nbgrader autograde` on one class.
 
-    python tests/benchmarks/grading_speed.py [--learners 40] [--notebook 16-spatial-pooling] [--jobs N]
+    python tests/benchmarks/grading_speed.py [--learners 40] [--notebook 16-spatial-pooling] [--jobs N] [--also-cold]
 
 Builds a class of synthetic submissions of one notebook (answered, answered with one plausible mistake,
 untouched), grades it both ways in the ci profile, checks both give the same scores, and prints the
@@ -60,11 +60,11 @@ def plain_nbgrader(folder: Path, name: str, scratch: Path) -> tuple[float, dict]
     return seconds, scores
 
 
-def cvcourse_grade(folder: Path, jobs: int, scratch: Path) -> tuple[float, dict]:
-    out = scratch / "cvcourse-grades"
+def cvcourse_grade(folder: Path, jobs: int, scratch: Path, *extra: str) -> tuple[float, dict]:
+    out = scratch / f"cvcourse-grades{''.join(extra)}"
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cvcourse.cli", "grade", str(folder), "--out", str(out), "--jobs", str(jobs)],
-                   cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "cvcourse.cli", "grade", str(folder), "--out", str(out), "--jobs", str(jobs),
+                    *extra], cwd=ROOT, check=True, capture_output=True)
     seconds = time.perf_counter() - started
     book = json.loads((out / "gradebook.json").read_text())
     return seconds, {learner: sum(entry["score"] for entry in notebooks.values()) for learner, notebooks in book.items()}
@@ -75,17 +75,21 @@ def main() -> None:
     parser.add_argument("--learners", type=int, default=40)
     parser.add_argument("--notebook", default="16-spatial-pooling")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--also-cold", action="store_true", help="also time cvcourse grade --cold-kernels")
     args = parser.parse_args()
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # nbgrader runs alembic
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         build_class(scratch / "class", args.notebook, args.learners)
         ours, our_scores = cvcourse_grade(scratch / "class", args.jobs, scratch)
+        cold = cvcourse_grade(scratch / "class", args.jobs, scratch, "--cold-kernels")[0] if args.also_cold else None
         plain, plain_scores = plain_nbgrader(scratch / "class", args.notebook, scratch)
     same = our_scores == plain_scores
     print(f"{args.learners} submissions of {args.notebook} on {os.cpu_count()} cores")
     print(f"  nbgrader autograde (sequential): {plain:7.1f} s")
     print(f"  cvcourse grade --jobs {args.jobs}:        {ours:7.1f} s")
+    if cold is not None:
+        print(f"  ... with --cold-kernels:         {cold:7.1f} s")
     print(f"  speed-up: {plain / ours:.2f}x; same scores: {same}")
     if not same:
         print(f"  differences: { {k: (our_scores.get(k), plain_scores.get(k)) for k in plain_scores if our_scores.get(k) != plain_scores.get(k)} }")
