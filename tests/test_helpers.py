@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import matplotlib
+import numpy as np
 import pytest
 import torch
 
@@ -38,6 +41,9 @@ def test_headline_records_value_and_judges_only_outside_ci(monkeypatch):
     record = results.headline("acc", 0.95, target=0.9, baseline=0.7)
     assert record["met"] is True and record["baseline"] == 0.7 and record["profile"] == "cpu"
     assert results.headline("error", 0.2, target=0.1, higher_is_better=False)["met"] is False
+    # numpy scalars (a mean of seeds) must give a JSON-serialisable record: the notebook stores it
+    record = results.headline("acc", np.float64(0.95), target=0.9, baseline=np.float32(0.5))
+    assert json.loads(json.dumps(record))["met"] is True
 
 
 def test_plots_draw_what_they_are_given():

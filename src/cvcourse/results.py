@@ -27,10 +27,11 @@ def headline(
     run_profile = current_profile().name
     met = None
     if target is not None and run_profile != "ci":
-        met = value >= target if higher_is_better else value <= target
+        met = bool(value >= target if higher_is_better else value <= target)  # numpy bools are not JSON
     record = {
-        "name": name, "value": float(value), "target": target, "higher_is_better": higher_is_better,
-        "unit": unit, "baseline": baseline, "baseline_name": baseline_name, "profile": run_profile, "met": met,
+        "name": name, "value": float(value), "target": target, "higher_is_better": higher_is_better, "unit": unit,
+        "baseline": None if baseline is None else float(baseline), "baseline_name": baseline_name,
+        "profile": run_profile, "met": met,
     }
     text = f"**{name}: {value:.4g}{unit}**"
     if baseline is not None:
