@@ -1,0 +1,46 @@
+"""Mistakes learners make when writing multi-label metrics and per-label thresholds (notebook 50)."""
+
+MUTANTS = [
+    # hamming_loss
+    dict(cell="hamming_loss", test="test_hamming_loss", why="fraction of rows with any wrong label (subset error)",
+         replace=[("return (y_true.bool() != y_pred.bool()).float().mean().item()",
+                   "return (y_true.bool() != y_pred.bool()).any(dim=1).float().mean().item()")]),
+    dict(cell="hamming_loss", test="test_hamming_loss", why="counts wrong entries without dividing",
+         replace=[("return (y_true.bool() != y_pred.bool()).float().mean().item()",
+                   "return (y_true.bool() != y_pred.bool()).float().sum().item()")]),
+    dict(cell="hamming_loss", test="test_hamming_loss", why="divides by the number of examples only",
+         replace=[("return (y_true.bool() != y_pred.bool()).float().mean().item()",
+                   "return ((y_true.bool() != y_pred.bool()).float().sum() / len(y_true)).item()")]),
+    # multilabel_f1
+    dict(cell="multilabel_f1", test="test_multilabel_f1", why="micro and macro swapped",
+         replace=[('if average == "micro":', 'if average == "macro":'), ('elif average != "macro":', 'elif average != "micro":')]),
+    dict(cell="multilabel_f1", test="test_multilabel_f1", why="counts over the examples instead of the labels",
+         replace=[("tp = (t & p).sum(dim=0).double()", "tp = (t & p).sum(dim=1).double()"),
+                  ("fp = (~t & p).sum(dim=0).double()", "fp = (~t & p).sum(dim=1).double()"),
+                  ("fn = (t & ~p).sum(dim=0).double()", "fn = (t & ~p).sum(dim=1).double()")]),
+    dict(cell="multilabel_f1", test="test_multilabel_f1", why="false positives and negatives swapped in the counts",
+         replace=[("fp = (~t & p).sum(dim=0).double()", "fp = (t & p).sum(dim=0).double() * 0 + (~t & ~p).sum(dim=0).double()")]),
+    dict(cell="multilabel_f1", test="test_multilabel_f1", why="macro average skips labels with no true positive",
+         replace=[("return f1.mean().item()", "return f1[f1 > 0].mean().item() if (f1 > 0).any() else 0.0")]),
+    dict(cell="multilabel_f1", test="test_multilabel_f1", why="F1 without the factor 2 (TP / (TP + FP + FN))",
+         replace=[("denominator = 2 * tp + fp + fn", "denominator = tp + fp + fn"),
+                  ("2 * tp / denominator.clamp(min=1)", "tp / denominator.clamp(min=1)")]),
+    dict(cell="multilabel_f1", test="test_multilabel_f1", why="macro F1 from the mean precision and mean recall",
+         replace=[("f1 = torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.zeros_like(denominator))",
+                   "prec = (tp / (tp + fp).clamp(min=1)).mean()\n    rec = (tp / (tp + fn).clamp(min=1)).mean()\n"
+                   "    f1 = 2 * prec * rec / (prec + rec) if prec + rec > 0 else torch.zeros(())")]),
+    # tune_thresholds
+    dict(cell="tune_thresholds", test="test_tune_thresholds", why="one threshold for all labels (micro F1)",
+         replace=[("scores = [multilabel_f1(y_true[:, k:k + 1], (probs[:, k:k + 1] >= t).long()) for t in candidates]",
+                   "scores = [multilabel_f1(y_true, (probs >= t).long()) for t in candidates]")]),
+    dict(cell="tune_thresholds", test="test_tune_thresholds", why="keeps the largest threshold on a tie",
+         replace=[("best[k] = candidates[int(np.argmax(scores))]",
+                   "best[k] = candidates[len(scores) - 1 - int(np.argmax(scores[::-1]))]")]),
+    dict(cell="tune_thresholds", test="test_tune_thresholds", why="decides with > instead of >=",
+         replace=[("(probs[:, k:k + 1] >= t)", "(probs[:, k:k + 1] > t)")]),
+    dict(cell="tune_thresholds", test="test_tune_thresholds", why="forgets to sort the candidates (tie goes to the first listed)",
+         replace=[("candidates = torch.as_tensor(candidates, dtype=probs.dtype).sort().values",
+                   "candidates = torch.as_tensor(candidates, dtype=probs.dtype)")]),
+    dict(cell="tune_thresholds", test="test_tune_thresholds", why="returns the best F1 instead of the threshold",
+         replace=[("best[k] = candidates[int(np.argmax(scores))]", "best[k] = max(scores)")]),
+]
