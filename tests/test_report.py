@@ -73,6 +73,16 @@ def test_markdown_table_judges_cpu_and_only_records_ci():
                                                   "1 of 2 headlines reach their targets")
 
 
+def test_a_wall_time_measured_on_a_busy_machine_says_so():
+    busy = fake_report("cpu")
+    busy["machine"] = {"cpus": 2}
+    busy["notebooks"][0]["load_avg"] = 8.5   # more runnable processes than cores: times are stretched
+    busy["notebooks"][1]["load_avg"] = 1.2   # an idle-enough machine gets no mark
+    lines = report.markdown(busy).splitlines()
+    assert "12.0 s (busy: load 8.5 on 2 cores)" in lines[2]
+    assert "busy" not in lines[5] and "4.2 min" in lines[5]
+
+
 def test_headlines_come_from_output_metadata_only():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")])
     nb.cells[0].outputs = [

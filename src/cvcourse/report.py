@@ -206,6 +206,8 @@ def run_notebook(path: Path, profile: str, cell_timeout: float, progress=None, b
         else:
             os.environ["CVCOURSE_PROFILE"] = env_before
     entry["wall_s"] = round(time.perf_counter() - start, 2)
+    # Other work on the machine stretches wall times and distorts speed measurements: keep the evidence.
+    entry["load_avg"] = round(os.getloadavg()[0], 2)
     probe = next((o["metadata"][METADATA_KEY][PROBE_KEY] for o in nb.cells[-1].get("outputs", [])
                   if PROBE_KEY in o.get("metadata", {}).get(METADATA_KEY, {})), {})
     peak = max(max((s.peak for s in samplers), default=0),
@@ -333,6 +335,12 @@ def _mebibytes(value) -> str:
     return f"{value:.0f} MiB" if value < 1024 else f"{value / 1024:.2f} GiB"
 
 
+def _busy(entry: dict, report: dict) -> str:
+    """A mark on the wall time of a notebook measured while the machine was busy with other work."""
+    load, cpus = entry.get("load_avg"), report.get("machine", {}).get("cpus") or 1
+    return f" (busy: load {load:.1f} on {cpus} cores)" if load is not None and load > cpus else ""
+
+
 def markdown(report: dict, links: dict[str, str] | None = None) -> str:
     """The report as a Markdown table, one row per headline (a notebook without one gets one row).
 
@@ -348,7 +356,7 @@ def markdown(report: dict, links: dict[str, str] | None = None) -> str:
     for entry in report["notebooks"]:
         name = entry["notebook"]
         label = f"[{name}]({links[name]})" if links and name in links else f"`{name}`"
-        first = [label, entry.get("device") or "", _seconds(entry.get("wall_s")),
+        first = [label, entry.get("device") or "", _seconds(entry.get("wall_s")) + _busy(entry, report),
                  _mebibytes(entry.get("peak_rss_mb")), *([_mebibytes(entry.get("peak_gpu_mb"))] * gpu)]
         blank = [""] * len(first)
         if entry["status"] != "ok":
