@@ -46,6 +46,18 @@ def test_headline_records_value_and_judges_only_outside_ci(monkeypatch):
     assert json.loads(json.dumps(record))["met"] is True
 
 
+def test_a_cell_ending_with_headline_shows_it_once():
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from cvcourse.results import headline\nheadline('accuracy', 0.95, target=0.9)")])
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    assert len(outputs) == 1, [o.get("output_type") for o in outputs]  # the Markdown, not the record's repr too
+    assert "accuracy" in outputs[0]["data"]["text/markdown"] and "headline" in outputs[0]["metadata"]["cvcourse"]
+
+
 def test_plots_draw_what_they_are_given():
     image, target = data.ShapeScenes(1, image_size=32, min_objects=2)[0]
     fig = viz.show_images([image, image[0]], titles=["rgb", "grey"])

@@ -10,6 +10,13 @@ from cvcourse.runtime import profile as current_profile
 METADATA_KEY = "cvcourse"
 
 
+class Headline(dict):
+    """The record of one headline number; a notebook cell that ends with ``headline(...)`` shows it once."""
+
+    def _ipython_display_(self) -> None:
+        pass  # already displayed, with its metadata, when it was recorded
+
+
 def headline(
     name: str,
     value: float,
@@ -18,7 +25,7 @@ def headline(
     unit: str = "",
     baseline: float | None = None,
     baseline_name: str = "baseline",
-) -> dict:
+) -> Headline:
     """Show ``name = value`` (with a baseline and a target if given) and record it machine-readably.
 
     The target is the number the ``cpu`` and ``gpu`` profiles must reach; the tiny ``ci`` profile only
@@ -28,11 +35,11 @@ def headline(
     met = None
     if target is not None and run_profile != "ci":
         met = bool(value >= target if higher_is_better else value <= target)  # numpy bools are not JSON
-    record = {
+    record = Headline({
         "name": name, "value": float(value), "target": target, "higher_is_better": higher_is_better, "unit": unit,
         "baseline": None if baseline is None else float(baseline), "baseline_name": baseline_name,
         "profile": run_profile, "met": met,
-    }
+    })
     text = f"**{name}: {value:.4g}{unit}**"
     if baseline is not None:
         text += f" ({baseline_name}: {baseline:.4g}{unit})"
