@@ -1,0 +1,43 @@
+"""Mistakes learners make with boxes from masks, mask IoU and connected components (notebook 21-instance-segmentation)."""
+
+MUTANTS = [
+    # masks_to_boxes
+    dict(cell="masks_to_boxes", test="test_masks_to_boxes", why="exclusive max corner (one past the last pixel)",
+         replace=[("x2 = (w - 1) - columns", "x2 = w - columns"), ("y2 = (h - 1) - rows", "y2 = h - rows")]),
+    dict(cell="masks_to_boxes", test="test_masks_to_boxes", why="swaps x and y (rows for columns)",
+         replace=[("boxes = torch.stack([x1, y1, x2, y2], dim=1).float()",
+                   "boxes = torch.stack([y1, x1, y2, x2], dim=1).float()")]),
+    dict(cell="masks_to_boxes", test="test_masks_to_boxes", why="forgets empty masks",
+         replace=[("boxes[~masks.flatten(1).any(dim=1)] = 0.0", "pass")]),
+    dict(cell="masks_to_boxes", test="test_masks_to_boxes", why="last index counted from the flipped start, not the end",
+         replace=[("x2 = (w - 1) - columns.flip(dims=[1]).argmax(dim=1)", "x2 = columns.flip(dims=[1]).argmax(dim=1)")]),
+    dict(cell="masks_to_boxes", test="test_masks_to_boxes", why="treats only values equal to 1 as in the mask",
+         replace=[("masks = masks.bool()", "masks = masks == 1")]),
+    # mask_iou
+    dict(cell="mask_iou", test="test_mask_iou", why="union without subtracting the intersection",
+         replace=[("b.sum(dim=1)[None, :] - intersection", "b.sum(dim=1)[None, :]")]),
+    dict(cell="mask_iou", test="test_mask_iou", why="divides by zero for two empty masks (NaN)",
+         replace=[("union.clamp(min=1.0)", "union")]),
+    dict(cell="mask_iou", test="test_mask_iou", why="intersection over the smaller mask instead of the union",
+         replace=[("intersection / union.clamp(min=1.0)",
+                   "intersection / torch.minimum(a.sum(1)[:, None], b.sum(1)[None, :]).clamp(min=1.0)")]),
+    dict(cell="mask_iou", test="test_mask_iou", why="counts raw values instead of pixels (no .bool())",
+         replace=[("a = masks_a.bool().flatten(1).float()", "a = masks_a.flatten(1).float()")]),
+    dict(cell="mask_iou", test="test_mask_iou", why="sums the areas over the wrong axis",
+         replace=[("union = a.sum(dim=1)[:, None] + b.sum(dim=1)[None, :]", "union = a.sum(dim=0).sum() + b.sum(dim=0).sum()")]),
+    # split_instances
+    dict(cell="split_instances", test="test_split_instances", why="always uses 8-connectivity",
+         replace=[("if connectivity == 8:", "if True:")]),
+    dict(cell="split_instances", test="test_split_instances", why="ignores 8-connectivity (always 4)",
+         replace=[("if connectivity == 8:", "if False:")]),
+    dict(cell="split_instances", test="test_split_instances", why="a fixed number of propagation steps instead of until convergence",
+         replace=[("while True:", "for _ in range(3):")]),
+    dict(cell="split_instances", test="test_split_instances", why="does not renumber the components 1..K",
+         replace=[("out[mask] = torch.searchsorted(roots, labels[mask]) + 1", "out[mask] = labels[mask]")]),
+    dict(cell="split_instances", test="test_split_instances", why="numbers the components from 0, like the background",
+         replace=[("out[mask] = torch.searchsorted(roots, labels[mask]) + 1", "out[mask] = torch.searchsorted(roots, labels[mask])")]),
+    dict(cell="split_instances", test="test_split_instances", why="lets the background take part in the minimum (everything merges)",
+         replace=[("spread = torch.where(mask, spread, torch.full_like(spread, big))", "spread = torch.where(mask, spread, 0 * spread)")]),
+    dict(cell="split_instances", test="test_split_instances", why="pads with 0 so the border wins every minimum",
+         replace=[("p = F.pad(labels, (1, 1, 1, 1), value=big)", "p = F.pad(labels, (1, 1, 1, 1), value=0)")]),
+]
