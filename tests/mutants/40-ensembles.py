@@ -1,0 +1,40 @@
+"""Mistakes learners make when combining ensemble members and measuring calibration (notebook 40-ensembles)."""
+
+MUTANTS = [
+    # average_probs
+    dict(cell="average_probs", test="test_average_probs", why="averages the logits, then applies softmax",
+         replace=[("return logits.softmax(dim=-1).mean(dim=0)", "return logits.mean(dim=0).softmax(dim=-1)")]),
+    dict(cell="average_probs", test="test_average_probs", why="softmax over the members instead of the classes",
+         replace=[("logits.softmax(dim=-1)", "logits.softmax(dim=0)")]),
+    dict(cell="average_probs", test="test_average_probs", why="averages over the examples",
+         replace=[("mean(dim=0)", "mean(dim=1)")]),
+    dict(cell="average_probs", test="test_average_probs", why="sums the probabilities instead of averaging",
+         replace=[("mean(dim=0)", "sum(dim=0)")]),
+    dict(cell="average_probs", test="test_average_probs", why="geometric mean of the probabilities",
+         replace=[("return logits.softmax(dim=-1).mean(dim=0)", "return logits.log_softmax(dim=-1).mean(dim=0).exp()")]),
+    # majority_vote
+    dict(cell="majority_vote", test="test_majority_vote", why="counts votes over the examples instead of the members",
+         replace=[("F.one_hot(predictions, num_classes).sum(dim=0)", "F.one_hot(predictions, num_classes).sum(dim=1)")]),
+    dict(cell="majority_vote", test="test_majority_vote", why="breaks ties towards the largest label",
+         replace=[("return votes.argmax(dim=1)", "return num_classes - 1 - votes.flip(1).argmax(dim=1)")]),
+    dict(cell="majority_vote", test="test_majority_vote", why="takes the first member's prediction",
+         replace=[("return votes.argmax(dim=1)", "return predictions[0]")]),
+    dict(cell="majority_vote", test="test_majority_vote", why="the mean label, rounded",
+         replace=[("return votes.argmax(dim=1)", "return predictions.float().mean(dim=0).round().long()")]),
+    dict(cell="majority_vote", test="test_majority_vote", why="the least common label",
+         replace=[("return votes.argmax(dim=1)", "return votes.masked_fill(votes == 0, 99).argmin(dim=1)")]),
+    # ece
+    dict(cell="ece", test="test_ece", why="puts confidence 1 in the last bin instead of a bin of its own",
+         replace=[("bins = torch.floor(confidence * n_bins).long()", "bins = torch.floor(confidence * n_bins).long().clamp(max=n_bins - 1)")]),
+    dict(cell="ece", test="test_ece", why="averages the bin gaps without weighting by bin size",
+         replace=[("return float((gaps * count[used]).sum() / len(labels))", "return float(gaps.mean())")]),
+    dict(cell="ece", test="test_ece", why="signed gaps: over- and under-confidence cancel",
+         replace=[("gaps = (acc_sum[used] - conf_sum[used]).abs() / count[used]", "gaps = (acc_sum[used] - conf_sum[used]) / count[used]")]),
+    dict(cell="ece", test="test_ece", why="per-example |correct - confidence| (no binning)",
+         replace=[("return float((gaps * count[used]).sum() / len(labels))", "return float((correct - confidence).abs().mean())")]),
+    dict(cell="ece", test="test_ece", why="gap of the whole set: |accuracy - mean confidence|",
+         replace=[("return float((gaps * count[used]).sum() / len(labels))", "return float((correct.mean() - confidence.mean()).abs())")]),
+    dict(cell="ece", test="test_ece", why="uses the probability of the true class as confidence",
+         replace=[("confidence, predicted = probs.double().max(dim=1)",
+                   "predicted = probs.argmax(dim=1); confidence = probs.double().gather(1, labels[:, None]).squeeze(1)")]),
+]
