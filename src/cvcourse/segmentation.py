@@ -232,7 +232,7 @@ def show_segmentation(
             ax.set_xticks([])
             ax.set_yticks([])
             if maps is None:
-                ax.imshow(to_display(images[i]), interpolation="nearest")
+                ax.imshow(to_display(images[i]), cmap="gray", interpolation="nearest")  # cmap: grey images only
             else:
                 picture = overlay(images[i], maps[i])
                 if r > 1:
