@@ -336,9 +336,13 @@ def _mebibytes(value) -> str:
 
 
 def _busy(entry: dict, report: dict) -> str:
-    """A mark on the wall time of a notebook measured while the machine was busy with other work."""
+    """A mark on the wall time of a notebook measured while the machine was busy with other work.
+
+    A notebook's own threads and worker processes keep up to about one runnable process per core, so
+    only a load above twice the cores says that something else competed with it.
+    """
     load, cpus = entry.get("load_avg"), report.get("machine", {}).get("cpus") or 1
-    return f" (busy: load {load:.1f} on {cpus} cores)" if load is not None and load > cpus else ""
+    return f" (busy: load {load:.1f} on {cpus} cores)" if load is not None and load > 2 * cpus else ""
 
 
 def markdown(report: dict, links: dict[str, str] | None = None) -> str:
