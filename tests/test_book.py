@@ -141,6 +141,9 @@ def test_the_site_loads_nothing_from_the_network(site):
     assert (site / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
 
 
+STRAIGHT_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+
+
 def test_status_page_shows_the_committed_reports(site):
     text = html.unescape((site / "status.html").read_text())
     for profile in book.REPORT_ORDER:
@@ -150,7 +153,8 @@ def test_status_page_shows_the_committed_reports(site):
             continue
         report = json.loads(report_file.read_text())
         section = text.split(f'<section id="the-{profile}-profile">')[1]
-        table = section.split("</table>")[0]
+        # Sphinx's smart quotes print the apostrophe of "CNN's" as a typographic one: compare without them.
+        table = section.split("</table>")[0].translate(STRAIGHT_QUOTES)
         for entry in report["notebooks"]:
             assert entry["notebook"] in table
             for record in entry["headlines"]:
