@@ -44,6 +44,13 @@ def test_accuracy_counts_argmax_hits():
     assert accuracy(model, x, torch.tensor([0, 1, 0, 2])) == pytest.approx(0.5)
 
 
+def test_accuracy_runs_a_model_without_parameters():
+    # A converted int8 model keeps packed weights, not parameters (notebook 28).
+    model = nn.Softmax(dim=1)
+    x = torch.tensor([[2.0, 0, 0], [0, 0, 3.0]])
+    assert accuracy(model, x, torch.tensor([0, 1])) == pytest.approx(0.5)
+
+
 def test_stage_outputs_are_the_feature_blocks():
     torch.manual_seed(0)
     model = SmallCNN(1, 10, 4).eval()

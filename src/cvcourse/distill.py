@@ -85,7 +85,9 @@ def logits_of(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> 
     """Model outputs in eval mode, batch by batch, without gradients: (N, ...) -> (N, num_classes) on the CPU."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    # A converted int8 model holds packed weights, not parameters: it runs on the CPU.
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
     out = torch.cat([model(images[i:i + batch_size].to(device)).float().cpu()
                      for i in range(0, len(images), batch_size)])
     model.train(was_training)
