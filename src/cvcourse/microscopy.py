@@ -5,31 +5,25 @@ them touching, then blurs the image (the optics) and adds noise (the camera). ``
 same in 3D with ellipsoids. Both are torch ``Dataset``s like :class:`cvcourse.data.ShapeScenes`:
 item ``i`` is always the same for the same arguments.
 
-Also here, for the segmentation notebooks: ``as_tensors`` (a dataset as stacked tensors),
-``overlay`` and ``show_segmentation`` (masks and errors drawn over images) and ``fit_segmentation``
-(a training loop with a progress bar that scores a validation set with a metric you pass in).
+Also here, for the segmentation notebooks: ``as_tensors`` (a dataset as stacked tensors) and
+``overlay`` and ``show_segmentation`` (masks and errors drawn over images). Models train with
+:func:`cvcourse.train.fit`, given a loss and a per-example metric such as a Dice coefficient.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from scipy import ndimage
-from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 
 from cvcourse.errors import CvcourseError
-from cvcourse.runtime import device as default_device
 from cvcourse.viz import to_display
 
-__all__ = ["CellImages", "BlobVolumes", "as_tensors", "overlay", "show_segmentation", "fit_segmentation",
-           "SegmentationHistory", "ERROR_COLOURS", "score", "segmentation_data"]
+__all__ = ["CellImages", "BlobVolumes", "as_tensors", "overlay", "show_segmentation", "ERROR_COLOURS"]
 
 
 def _check_counts(low: int, high: int) -> None:
@@ -238,79 +232,3 @@ def show_segmentation(images: torch.Tensor, masks: torch.Tensor, predictions: to
     if suptitle:
         fig.suptitle(suptitle)
     return fig
-
-
-@dataclasses.dataclass
-class SegmentationHistory:
-    """Per-epoch record of :func:`fit_segmentation`: mean training loss, validation score, wall seconds."""
-
-    train_loss: list[float] = dataclasses.field(default_factory=list)
-    val_score: list[float] = dataclasses.field(default_factory=list)
-    seconds: list[float] = dataclasses.field(default_factory=list)
-
-
-def fit_segmentation(
-    model: nn.Module,
-    train_data: Dataset,
-    epochs: int,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    val_data: Dataset | None = None,
-    metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    device: torch.device | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    description: str = "training",
-) -> SegmentationHistory:
-    """Train a dense-prediction model on (input, target) pairs with Adam; return its history.
-
-    Args:
-        loss_fn: ``(model output, target batch) -> scalar``.
-        metric: ``(model output, target batch) -> (B,)`` per-example scores; the validation score of an
-            epoch is their mean over ``val_data`` (needs both ``val_data`` and ``metric``).
-        progress: a tqdm bar over epochs with the loss and the validation score.
-    """
-    device = device or default_device()
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    loader = DataLoader(train_data, batch_size=batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
-    history = SegmentationHistory()
-    bar = tqdm(range(epochs), desc=description, disable=not progress, unit="epoch")
-    for _ in bar:
-        model.train()
-        start, total, count = time.perf_counter(), 0.0, 0
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-            total, count = total + loss.item() * len(x), count + len(x)
-        history.train_loss.append(total / count)
-        history.seconds.append(time.perf_counter() - start)
-        postfix = {"loss": f"{history.train_loss[-1]:.3f}"}
-        if val_data is not None and metric is not None:
-            history.val_score.append(score(model, val_data, metric, batch_size=batch_size, device=device))
-            postfix["val"] = f"{history.val_score[-1]:.3f}"
-        bar.set_postfix(postfix)
-    return history
-
-
-@torch.no_grad()
-def score(model: nn.Module, data: Dataset, metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-          batch_size: int = 32, device: torch.device | None = None) -> float:
-    """Mean over ``data`` of the per-example ``metric(model output, target)``, in eval mode."""
-    device = device or default_device()
-    model.to(device).eval()
-    values = [metric(model(x.to(device)), y.to(device)).float().cpu()
-              for x, y in DataLoader(data, batch_size=batch_size)]
-    return torch.cat(values).mean().item()
-
-
-def segmentation_data(dataset: Dataset, key: str = "mask") -> TensorDataset:
-    """A ``TensorDataset`` of (image, float target with a channel axis): ready for ``fit_segmentation``."""
-    images, targets = as_tensors(dataset, key)
-    return TensorDataset(images, targets.float().unsqueeze(1))
-

@@ -1,5 +1,6 @@
-"""Semantic segmentation infrastructure: (image, class map) data, a pixel-wise training loop, prediction
-and plots. Graded components (upsampling kernels, heads, metrics, losses) never live here.
+"""Semantic segmentation infrastructure: (image, class map) data, predicted class maps and plots.
+Graded components (upsampling kernels, heads, metrics, losses) never live here; models train with
+:func:`cvcourse.train.fit`, whose cross-entropy and accuracy fit class maps as they fit labels.
 
 Conventions: an image batch is (N, 3, H, W) float, a class map (N, H, W) long with 0 = background,
 a model maps (N, 3, H, W) to scores (N, C, H, W).
@@ -7,24 +8,17 @@ a model maps (N, 3, H, W) to scores (N, C, H, W).
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from typing import Callable
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.patches import Patch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from cvcourse.data import SHAPES, ShapeScenes
-from cvcourse.runtime import device as default_device
+from cvcourse.train import predict
 from cvcourse.viz import to_display
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: Names of the classes of a ShapeScenes class map: 0 is the background, label + 1 a shape.
 CLASS_NAMES: tuple[str, ...] = ("background",) + tuple(SHAPES)
@@ -63,127 +57,9 @@ def class_pixel_counts(data: Dataset, num_classes: int) -> torch.Tensor:
     return counts
 
 
-@dataclasses.dataclass
-class SegmentationHistory:
-    """Per-epoch record of a pixel-wise training run: mean loss and pixel accuracy, validation, seconds."""
-
-    train_loss: list[float] = dataclasses.field(default_factory=list)
-    train_pixel_accuracy: list[float] = dataclasses.field(default_factory=list)
-    val_loss: list[float] = dataclasses.field(default_factory=list)
-    val_pixel_accuracy: list[float] = dataclasses.field(default_factory=list)
-    val_metric: list[float] = dataclasses.field(default_factory=list)
-    seconds: list[float] = dataclasses.field(default_factory=list)
-
-
-def _loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    if isinstance(data, DataLoader):
-        return data
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
-
-
-def evaluate_segmentation(
-    model: nn.Module,
-    data: Dataset | DataLoader,
-    loss_fn: LossFn = F.cross_entropy,
-    batch_size: int = 128,
-    device: torch.device | None = None,
-) -> dict[str, float]:
-    """Mean per-batch loss (weighted by images) and pixel accuracy of ``model`` on (image, class map) pairs."""
-    device = device or default_device()
-    model.eval()
-    total_loss, correct, pixels, images = 0.0, 0, 0, 0
-    with torch.no_grad():
-        for x, y in _loader(data, batch_size, shuffle=False, seed=0):
-            x, y = x.to(device), y.to(device)
-            scores = model(x).float()
-            total_loss += loss_fn(scores, y).item() * len(y)
-            correct += (scores.argmax(1) == y).sum().item()
-            pixels += y.numel()
-            images += len(y)
-    return {"loss": total_loss / max(images, 1), "pixel_accuracy": correct / max(pixels, 1)}
-
-
-def fit_segmentation(
-    model: nn.Module,
-    train_data: Dataset | DataLoader,
-    epochs: int,
-    optimizer: torch.optim.Optimizer | None = None,
-    loss_fn: LossFn = F.cross_entropy,
-    batch_size: int = 32,
-    val_data: Dataset | DataLoader | None = None,
-    metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
-    device: torch.device | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    description: str = "training",
-) -> SegmentationHistory:
-    """Train ``model`` (N, 3, H, W) -> (N, C, H, W) on (image, class map) pairs with a pixel-wise loss.
-
-    Args:
-        optimizer: defaults to Adam at 1e-3 over the parameters that require gradients.
-        loss_fn: ``loss_fn(scores (N, C, H, W), target (N, H, W) long)`` -> scalar.
-        val_data: evaluated after every epoch (loss and pixel accuracy).
-        metric: optional ``metric(predicted class maps, true class maps)`` -> float on ``val_data``
-            after every epoch (e.g. a mean IoU), recorded in ``val_metric``.
-        progress: a tqdm bar over epochs, with the latest numbers.
-    Returns:
-        the :class:`SegmentationHistory`.
-    """
-    device = device or default_device()
-    model.to(device)
-    optimizer = optimizer or torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    loader = _loader(train_data, batch_size, shuffle=True, seed=seed)
-    history = SegmentationHistory()
-    bar = tqdm(range(epochs), desc=description, disable=not progress, unit="epoch")
-    for _ in bar:
-        model.train()
-        start, total_loss, correct, pixels, images = time.perf_counter(), 0.0, 0, 0, 0
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            scores = model(x).float()
-            loss = loss_fn(scores, y)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * len(y)
-            correct += (scores.argmax(1) == y).sum().item()
-            pixels += y.numel()
-            images += len(y)
-        history.train_loss.append(total_loss / images)
-        history.train_pixel_accuracy.append(correct / pixels)
-        history.seconds.append(time.perf_counter() - start)
-        postfix = {"loss": f"{history.train_loss[-1]:.3f}"}
-        if val_data is not None:
-            result = evaluate_segmentation(model, val_data, loss_fn, device=device)
-            history.val_loss.append(result["loss"])
-            history.val_pixel_accuracy.append(result["pixel_accuracy"])
-            postfix["val_acc"] = f"{result['pixel_accuracy']:.3f}"
-            if metric is not None:
-                predicted = predict_masks(model, val_data, device=device)
-                history.val_metric.append(float(metric(predicted, _targets(val_data))))
-                postfix["val_metric"] = f"{history.val_metric[-1]:.3f}"
-        bar.set_postfix(postfix)
-    return history
-
-
-def _targets(data: Dataset | DataLoader) -> torch.Tensor:
-    return torch.cat([y for _, y in _loader(data, 256, shuffle=False, seed=0)])
-
-
-def predict_scores(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 128, device=None) -> torch.Tensor:
-    """Model scores (N, C, H, W) on the images of ``data``, in order, on the CPU."""
-    device = device or default_device()
-    model.to(device).eval()
-    with torch.no_grad():
-        return torch.cat([model(batch[0].to(device)).float().cpu() for batch in _loader(data, batch_size, False, 0)])
-
-
 def predict_masks(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 128, device=None) -> torch.Tensor:
     """Predicted class maps (N, H, W) long: the arg-max over classes of the model's scores, on the CPU."""
-    device = device or default_device()
-    model.to(device).eval()
-    with torch.no_grad():
-        return torch.cat([model(batch[0].to(device)).argmax(1).cpu() for batch in _loader(data, batch_size, False, 0)])
+    return predict(model, data, batch_size, device, postprocess=lambda scores: scores.argmax(1))
 
 
 def colourize(class_map: torch.Tensor | np.ndarray) -> np.ndarray:
