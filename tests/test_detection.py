@@ -1,4 +1,4 @@
-"""Tests of cvcourse.detection: data in memory, the training loop, class offsets, mAP and drawing."""
+"""Tests of cvcourse.detection: data in memory, the training loop, class offsets, mAP, drawing, grid detector."""
 
 import matplotlib
 
@@ -12,7 +12,8 @@ from torchvision.ops import batched_nms, box_iou, nms  # noqa: E402
 
 from cvcourse.data import ShapeScenes  # noqa: E402
 from cvcourse.detection import (  # noqa: E402
-    draw_detections, fit_detector, materialize, mean_average_precision, offset_by_class, predict_dense,
+    GridDetector, decode_grid, draw_detections, encode_grid, fit_detector, grid_loss, materialize,
+    mean_average_precision, offset_by_class, predict_dense,
 )
 
 CPU = torch.device("cpu")
@@ -106,3 +107,45 @@ def test_draw_detections_draws_true_and_confident_boxes():
     draw_detections(ax, image, prediction, target, names=("a", "b"), score_threshold=0.5, title="t")
     assert len(ax.patches) == 2                             # one true box and the one prediction above 0.5
     plt.close(fig)
+
+
+def _perfect_outputs(encoded: torch.Tensor, num_classes: int, confidence: float = 20.0) -> torch.Tensor:
+    """Outputs (B, 5 + C, S, S) whose decoding is exactly the encoded targets (B, S, S, 6)."""
+    b, s = encoded.shape[:2]
+    out = torch.full((b, s, s, 5 + num_classes), -confidence)
+    out[..., 1:5] = torch.logit(encoded[..., 1:5].clamp(1e-6, 1 - 1e-6), eps=1e-6)
+    present = encoded[..., 0] > 0
+    out[..., 0][present] = confidence
+    out[present, 5 + encoded[present][:, 5].long()] = confidence
+    return out.permute(0, 3, 1, 2)
+
+
+def test_encode_grid_by_hand():
+    boxes = [torch.tensor([[8.0, 8.0, 24.0, 16.0], [0.0, 20.0, 6.0, 32.0]]), torch.zeros(0, 4)]
+    labels = [torch.tensor([2, 0]), torch.zeros(0, dtype=torch.long)]
+    encoded = encode_grid(boxes, labels, image_size=32, stride=8)
+    assert encoded.shape == (2, 4, 4, 6)
+    assert encoded[0, 1, 2].tolist() == [1.0, 0.0, 0.5, 0.5, 0.25, 2.0]     # centre (16, 12): row 1, column 2
+    assert encoded[0, 3, 0].tolist() == [1.0, 0.375, 0.25, 6 / 32, 12 / 32, 0.0]
+    assert encoded[0, ..., 0].sum() == 2 and encoded[1].abs().sum() == 0
+
+
+def test_decode_grid_inverts_encode_grid_and_the_loss_is_low_there():
+    scenes = ShapeScenes(4, image_size=32, max_objects=2, seed=5)
+    targets = [scenes[i][1] for i in range(4)]
+    encoded = encode_grid([t["boxes"] for t in targets], [t["labels"] for t in targets], image_size=32)
+    perfect = _perfect_outputs(encoded, 3)
+    for decoded, target in zip(decode_grid(perfect, image_size=32, min_score=0.5), targets):
+        order = decoded["boxes"][:, 0].argsort()
+        truth = target["boxes"][:, 0].argsort()
+        assert torch.allclose(decoded["boxes"][order], target["boxes"][truth], atol=1e-3)
+        assert torch.equal(decoded["labels"][order], target["labels"][truth])
+        assert (decoded["scores"] > 0.99).all()
+    assert grid_loss(perfect, encoded) < 1e-3
+    wrong_class = perfect.clone()
+    wrong_class[:, 5:] = wrong_class[:, 5:].roll(1, dims=1)
+    assert grid_loss(wrong_class, encoded) > 10
+
+
+def test_grid_detector_shape():
+    assert GridDetector(num_classes=3, width=4)(torch.rand(2, 3, 32, 32)).shape == (2, 8, 4, 4)

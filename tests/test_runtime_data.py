@@ -146,3 +146,26 @@ def test_mnist5k_cache_holds_exactly_mlxtends_rows(tmp_path, monkeypatch):
     assert np.array_equal(cached_pixels, features) and np.array_equal(cached_labels, targets)
     assert np.array_equal(pixels, cached_pixels)
     data._mnist5k_arrays.cache_clear()
+
+
+def test_shape_scene_layers_rebuild_the_scene():
+    # Painting the replayed layers back to front must give the dataset's own visible masks, labels and bars.
+    for occluders, min_visible in ((0, 12), (2, 12), (3, 30)):
+        ds = data.ShapeScenes(25, image_size=40, max_objects=5, occluders=occluders, min_visible=min_visible, seed=11)
+        for i in range(len(ds)):
+            image, target = ds[i]
+            layers = ds.layers(i)
+            full, kept = layers["full"], layers["kept"]
+            owner = torch.full((40, 40), -1)
+            for k, mask in enumerate(full):
+                owner[mask] = k
+            owner[layers["occluder"]] = -1
+            painted = torch.stack([owner == k for k in range(len(full))]) if len(full) else torch.zeros(0, 40, 40, dtype=torch.bool)
+            assert torch.equal(painted[kept], target["masks"])
+            assert torch.equal(layers["labels"][kept], target["labels"])
+            assert torch.equal(kept, painted.flatten(1).sum(1) >= min_visible)
+            assert (full[kept] | ~target["masks"]).all()         # a visible pixel lies inside its full silhouette
+            assert torch.allclose(image[:, layers["occluder"]], torch.tensor(0.4))
+            assert layers["occluder"].any() == (occluders > 0)
+    with pytest.raises(IndexError):
+        data.ShapeScenes(2).layers(2)

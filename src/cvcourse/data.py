@@ -160,33 +160,63 @@ class ShapeScenes(Dataset):
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, index: int):
+    def _draw(self, index: int):
+        """The random draws of scene ``index``: background colour (3,), noise (3, H, W), the shapes in
+        painting order as (label, whole mask (H, W) bool, colour (3,)), and the grey bars as masks."""
         if not 0 <= index < self.n:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index])
         side = self.image_size
         rows, cols = np.mgrid[0:side, 0:side].astype(np.float32)
         background = rng.uniform(0.0, 0.35, size=3)
-        image = background[:, None, None] + self.noise * rng.standard_normal((3, side, side))
-        owner = np.full((side, side), -1)
-        labels = []
-        for k in range(rng.integers(self.min_objects, self.max_objects + 1)):
+        noise = rng.standard_normal((3, side, side))
+        shapes = []
+        for _ in range(rng.integers(self.min_objects, self.max_objects + 1)):
             label = int(rng.integers(len(self.classes)))
             radius = rng.uniform(0.08, 0.2) * side
             cy, cx = rng.uniform(radius, side - radius, size=2)
             mask = _shape_mask(self.classes[label], rows, cols, cy, cx, radius)
-            image[:, mask] = rng.uniform(0.45, 1.0, size=3)[:, None]
-            owner[mask] = k
-            labels.append(label)
+            shapes.append((label, mask, rng.uniform(0.45, 1.0, size=3)))
+        bars = []
         for _ in range(self.occluders):
             height, width = rng.uniform(0.08, 0.16) * side, rng.uniform(0.3, 0.6) * side
             top, left = rng.uniform(0, side - height), rng.uniform(0, side - width)
-            bar = (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)
+            bars.append((rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width))
+        return background, noise, shapes, bars
+
+    def layers(self, index: int) -> dict[str, torch.Tensor]:
+        """The unoccluded layers of scene ``index``: each shape's whole silhouette and the grey bars.
+
+        Returns ``full`` (K, H, W) bool: every drawn shape in painting order (later ones on top),
+        including shapes hidden below ``min_visible``; ``kept`` (K,) bool: which of them are the N
+        instances of the target, in its order (``full[kept]`` are the targets' whole silhouettes);
+        ``labels`` (K,) long; ``occluder`` (H, W) bool: the union of the grey bars.
+        """
+        _, _, shapes, bars = self._draw(index)
+        full, occluder = self._stack(shapes, bars)
+        kept = _visible(full, occluder).reshape(len(full), -1).sum(1) >= self.min_visible
+        return {"full": torch.tensor(full), "kept": torch.tensor(kept),
+                "labels": torch.tensor([label for label, _, _ in shapes], dtype=torch.long),
+                "occluder": torch.tensor(occluder)}
+
+    def _stack(self, shapes, bars) -> tuple[np.ndarray, np.ndarray]:
+        side = self.image_size
+        full = np.stack([mask for _, mask, _ in shapes]) if shapes else np.zeros((0, side, side), bool)
+        occluder = np.logical_or.reduce(bars) if bars else np.zeros((side, side), bool)
+        return full, occluder
+
+    def __getitem__(self, index: int):
+        background, noise, shapes, bars = self._draw(index)
+        image = background[:, None, None] + self.noise * noise
+        for _, mask, colour in shapes:
+            image[:, mask] = colour[:, None]
+        for bar in bars:
             image[:, bar] = 0.4
-            owner[bar] = -1
-        masks = np.stack([owner == k for k in range(len(labels))]) if labels else np.zeros((0, side, side), bool)
-        keep = masks.reshape(len(labels), -1).sum(1) >= self.min_visible
-        masks, labels = masks[keep], np.array(labels, dtype=np.int64)[keep]
+        full, occluder = self._stack(shapes, bars)
+        masks = _visible(full, occluder)
+        keep = masks.reshape(len(full), -1).sum(1) >= self.min_visible
+        masks, labels = masks[keep], np.array([label for label, _, _ in shapes], dtype=np.int64)[keep]
+        side = self.image_size
         semantic = np.zeros((side, side), dtype=np.int64)
         for mask, label in zip(masks, labels):
             semantic[mask] = label + 1
@@ -200,6 +230,14 @@ class ShapeScenes(Dataset):
             "present": torch.tensor(present),
         }
         return torch.tensor(np.clip(image, 0.0, 1.0), dtype=torch.float32), target
+
+
+def _visible(full: np.ndarray, occluder: np.ndarray) -> np.ndarray:
+    """What is seen of each layer (K, H, W): not under a grey bar nor under a shape painted after it."""
+    visible = full & ~occluder
+    for k in range(len(full) - 1):
+        visible[k] &= ~full[k + 1:].any(0)
+    return visible
 
 
 def _mask_box(mask: np.ndarray) -> list[float]:

@@ -1,4 +1,6 @@
-"""Infrastructure for the object detection notebooks: data in memory, a training loop, mAP and pictures.
+"""Infrastructure for the object detection notebooks: data in memory, a training loop, mAP, pictures and
+the grid detector of notebook 05.
+
 
 Graded components (IoU, NMS, AP, anchors, soft-NMS, ...) never live here. Boxes are ``xyxy`` in pixels
 throughout, as in :class:`cvcourse.data.ShapeScenes` and ``torchvision.ops``. A *prediction* and a
@@ -11,10 +13,12 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from cvcourse.models import conv_block
 from cvcourse.runtime import device as default_device
 from cvcourse.viz import draw_boxes, to_display
 
@@ -150,3 +154,78 @@ def _dashed(x0, y0, x1, y1):
     import matplotlib.pyplot as plt
 
     return plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linewidth=1.2, linestyle="--")
+
+
+# The single-stage grid detector that notebook 05 builds by hand, for the notebooks that use it after.
+# An encoded target is (N, S, S, 6) per cell: objectness, x and y offsets of the box centre in the cell,
+# width and height over the image side, class.
+
+class GridDetector(nn.Module):
+    """A YOLO-v1-style detector: (B, 3, H, W) -> (B, 5 + num_classes, H / 8, W / 8).
+
+    Per cell: an objectness logit, x and y offset logits, width and height logits (their sigmoids are
+    fractions of the image side), then one logit per class.
+    """
+
+    def __init__(self, num_classes: int, width: int = 16):
+        super().__init__()
+        self.backbone = nn.Sequential(conv_block(3, width), conv_block(width, 2 * width),
+                                      conv_block(2 * width, 4 * width), conv_block(4 * width, 4 * width, pool=False))
+        self.head = nn.Conv2d(4 * width, 5 + num_classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def encode_grid(boxes_per_image: Sequence[torch.Tensor], labels_per_image: Sequence[torch.Tensor],
+                image_size: int, stride: int = 8) -> torch.Tensor:
+    """Training targets (N, S, S, 6) of N images' xyxy boxes (n_i, 4) and labels (n_i,), S = image_size // stride.
+
+    The cell holding a box centre is responsible for it; of two boxes in one cell, the later one wins.
+    """
+    grid = image_size // stride
+    encoded = torch.zeros(len(boxes_per_image), grid, grid, 6)
+    for n, (boxes, labels) in enumerate(zip(boxes_per_image, labels_per_image)):
+        for (x0, y0, x1, y1), label in zip(boxes.tolist(), labels.tolist()):
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            j, i = min(int(cx // stride), grid - 1), min(int(cy // stride), grid - 1)
+            encoded[n, i, j] = torch.tensor([1.0, cx / stride - j, cy / stride - i,
+                                             (x1 - x0) / image_size, (y1 - y0) / image_size, label])
+    return encoded
+
+
+def grid_loss(output: torch.Tensor, encoded: torch.Tensor, box_weight: float = 5.0) -> torch.Tensor:
+    """YOLO-v1 loss per image of outputs (B, 5 + C, S, S) against targets (B, S, S, 6).
+
+    Objectness cross-entropy on every cell; on responsible cells only, squared errors of the centre
+    offsets and of the square roots of the sizes (weighted by ``box_weight``) and class cross-entropy.
+    """
+    out = output.permute(0, 2, 3, 1)
+    responsible = encoded[..., 0] > 0
+    loss_obj = F.binary_cross_entropy_with_logits(out[..., 0], encoded[..., 0], reduction="sum")
+    pred, true = out[responsible], encoded[responsible]
+    loss_xy = ((pred[:, 1:3].sigmoid() - true[:, 1:3]) ** 2).sum()
+    loss_wh = ((pred[:, 3:5].sigmoid().sqrt() - true[:, 3:5].sqrt()) ** 2).sum()
+    loss_cls = F.cross_entropy(pred[:, 5:], true[:, 5].long(), reduction="sum")
+    return (loss_obj + box_weight * (loss_xy + loss_wh) + loss_cls) / len(output)
+
+
+def decode_grid(output: torch.Tensor, image_size: int, min_score: float = 0.05) -> list[Target]:
+    """Every cell's box of outputs (B, 5 + C, S, S) that scores at least ``min_score``, before any NMS.
+
+    The score is objectness times the top class probability. Returns B dicts of ``boxes`` (n, 4) xyxy
+    in pixels, ``scores`` (n,) and ``labels`` (n,).
+    """
+    out = output.permute(0, 2, 3, 1)
+    stride = image_size / out.shape[1]
+    rows, cols = torch.meshgrid(torch.arange(out.shape[1]), torch.arange(out.shape[2]), indexing="ij")
+    cx, cy = (cols + out[..., 1].sigmoid()) * stride, (rows + out[..., 2].sigmoid()) * stride
+    w, h = out[..., 3].sigmoid() * image_size, out[..., 4].sigmoid() * image_size
+    boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1).flatten(1, 2)
+    class_prob, labels = out[..., 5:].softmax(dim=-1).max(dim=-1)
+    scores = (out[..., 0].sigmoid() * class_prob).flatten(1)
+    result = []
+    for b, s, l in zip(boxes, scores, labels.flatten(1)):
+        confident = s >= min_score
+        result.append({"boxes": b[confident], "scores": s[confident], "labels": l[confident]})
+    return result
